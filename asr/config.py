@@ -1,0 +1,156 @@
+"""The one typed schema for every setting. YAML files in conf/ and ``key=value`` overrides only set values.
+
+OmegaConf validates YAML and overrides against these dataclasses: an unknown key or a value of the wrong
+type is an error that names the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used."""
+
+
+@dataclass
+class FeatureConfig:
+    n_mels: int = 80
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    cmvn_max_utts: int = 2000  # utterances sampled from the training manifest for global mean/variance
+
+
+@dataclass
+class SpecAugmentConfig:
+    freq_masks: int = 2
+    freq_width: int = 27  # widest frequency mask, in mel bins (LibriSpeech "LD" policy of Park et al. 2019)
+    time_masks: int = 2
+    time_width: float = 0.05  # widest time mask as a fraction of the utterance (adaptive masking)
+    time_max_frames: int = 100  # and never wider than this
+
+
+@dataclass
+class ModelConfig:
+    rnn_type: str = "lstm"  # lstm | gru | rnn (plain tanh RNN, for comparison)
+    subsampling: int = 4  # 4 (two stride-2 convs) or 8 (three)
+    conv_channels: int = 32
+    hidden_size: int = 256  # per direction
+    num_layers: int = 3
+    bidirectional: bool = True
+    projection: int = 0  # >0: a linear projection to this size after each layer (LSTMP-style)
+    dropout: float = 0.1  # between layers
+
+
+@dataclass
+class DataConfig:
+    train_manifest: str = ""
+    val_manifest: str = ""
+    test_manifest: str = ""
+    max_batch_seconds: float = 200.0  # padded audio seconds per batch (the bucketing sampler's budget)
+    min_duration: float = 0.1
+    max_duration: float = 20.0
+    num_workers: int = 2
+    vocabulary: str = "english"  # english (a-z, apostrophe, space) or "from_data" (characters of train text)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 300
+    final_lr_ratio: float = 0.02  # cosine decay from lr to lr * final_lr_ratio at the last step
+    grad_clip: float = 5.0
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 30
+    max_steps: int = -1
+    max_time: str = ""  # DD:HH:MM:SS wall-clock cap, empty for none
+    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
+    accelerator: str = "auto"
+    devices: str = "auto"
+    num_nodes: int = 1
+    accumulate_grad_batches: int = 1
+    val_every_n_epochs: int = 1
+    log_every_n_steps: int = 20
+    progress_bar: bool = True
+    threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
+
+
+@dataclass
+class Config:
+    exp_dir: str = "exp/run"  # checkpoints, logs and the resolved config are written here
+    seed: int = 1234
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Build a :class:`Config` from defaults, an optional YAML file and ``a.b=value`` overrides."""
+    try:
+        merged = OmegaConf.structured(Config)
+        if path is not None:
+            if not Path(path).is_file():
+                raise ConfigError(f"{path}: config file not found")
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        if overrides:
+            bad = [o for o in overrides if "=" not in o]
+            if bad:
+                raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(overrides))
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{path or 'config'}: {_describe(e)}") from None
+    validate(cfg)
+    return cfg
+
+
+def _describe(e: OmegaConfBaseException) -> str:
+    message = str(e).splitlines()[0]
+    key = getattr(e, "full_key", None)
+    return f"{key}: {message}" if key and key not in message else message
+
+
+def validate(cfg: Config) -> None:
+    """Check values that types alone cannot."""
+    if cfg.model.rnn_type not in ("lstm", "gru", "rnn"):
+        raise ConfigError(f"model.rnn_type must be lstm, gru or rnn, got {cfg.model.rnn_type!r}")
+    if cfg.model.subsampling not in (4, 8):
+        raise ConfigError(f"model.subsampling must be 4 or 8, got {cfg.model.subsampling}")
+    if cfg.data.vocabulary not in ("english", "from_data"):
+        raise ConfigError(f"data.vocabulary must be english or from_data, got {cfg.data.vocabulary!r}")
+    if cfg.data.min_duration >= cfg.data.max_duration:
+        raise ConfigError("data.min_duration must be below data.max_duration")
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain nested dict of primitives (safe to store in a ``weights_only`` checkpoint)."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def from_dict(d: dict[str, Any]) -> Config:
+    """Inverse of :func:`to_dict`; keys unknown to this version are an error."""
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"stored config: {_describe(e)}") from None
+    validate(cfg)
+    return cfg
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))

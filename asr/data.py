@@ -1,0 +1,265 @@
+"""Dataset, the named ``Batch``, collate, the duration-bucketing batch sampler, the DataModule."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from asr.audio import AudioError, load_audio
+from asr.config import DataConfig
+from asr.manifest import Utterance, read_manifest
+from asr.text import CharTokenizer, TokenizerError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    """A padded batch. Every padded tensor travels with its lengths."""
+
+    waves: Tensor  # (B, S) float32, zero-padded
+    wave_lens: Tensor  # (B,) int64 samples
+    targets: Tensor  # (B, L) int64 token ids, zero-padded
+    target_lens: Tensor  # (B,) int64
+    ids: list[str]
+    texts: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def pin_memory(self) -> Batch:
+        return Batch(
+            self.waves.pin_memory(),
+            self.wave_lens.pin_memory(),
+            self.targets.pin_memory(),
+            self.target_lens.pin_memory(),
+            self.ids,
+            self.texts,
+        )
+
+
+@dataclass
+class Item:
+    wave: Tensor  # (S,)
+    tokens: list[int]
+    id: str
+    text: str
+
+
+def ctc_min_frames(tokens: Sequence[int]) -> int:
+    """Fewest output frames CTC needs for a label: one per token plus a blank between repeats."""
+    repeats = sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
+    return len(tokens) + repeats
+
+
+def select_utterances(
+    utts: Sequence[Utterance],
+    tokenizer: CharTokenizer,
+    output_frames: Callable[[float], int],
+    min_duration: float = 0.0,
+    max_duration: float = math.inf,
+    source: str = "manifest",
+) -> list[tuple[Utterance, list[int]]]:
+    """Keep the utterances that can be trained on, logging a count for each reason one is dropped.
+
+    ``output_frames(duration)`` is the model's output frame count for that much audio.
+    """
+    kept, short, long, unknown, unfit = [], 0, 0, 0, 0
+    for utt in utts:
+        if utt.duration < min_duration:
+            short += 1
+            continue
+        if utt.duration > max_duration:
+            long += 1
+            continue
+        try:
+            tokens = tokenizer.encode(utt.text)
+        except TokenizerError as e:
+            unknown += 1
+            if unknown <= 5:
+                log.warning("%s:%d: skipped, %s", source, utt.line, e)
+            continue
+        if ctc_min_frames(tokens) > output_frames(utt.duration):
+            unfit += 1
+            continue
+        kept.append((utt, tokens))
+    dropped = {
+        f"shorter than {min_duration}s": short,
+        f"longer than {max_duration}s": long,
+        "with characters outside the vocabulary": unknown,
+        "with a label too long for their frames": unfit,
+    }
+    for reason, n in dropped.items():
+        if n:
+            log.warning("%s: dropped %d utterance(s) %s", source, n, reason)
+    log.info("%s: %d of %d utterances kept", source, len(kept), len(utts))
+    return kept
+
+
+class AsrDataset(Dataset):
+    """Utterances with their token ids. An unreadable audio file is reported and yields ``None``."""
+
+    def __init__(self, entries: Sequence[tuple[Utterance, list[int]]]) -> None:
+        self.entries = list(entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def durations(self) -> list[float]:
+        return [u.duration for u, _ in self.entries]
+
+    def __getitem__(self, index: int) -> Item | None:
+        utt, tokens = self.entries[index]
+        try:
+            wave = load_audio(utt.audio_filepath)
+        except AudioError as e:
+            log.warning("skipped: %s", e)
+            return None
+        return Item(torch.from_numpy(wave), tokens, utt.id, utt.text)
+
+
+def collate(items: Sequence[Item | None]) -> Batch | None:
+    """Pad items into a :class:`Batch`, dropping unreadable ones (``None`` if none is left)."""
+    items = [it for it in items if it is not None]
+    if not items:
+        return None
+    wave_lens = torch.tensor([it.wave.numel() for it in items], dtype=torch.long)
+    target_lens = torch.tensor([len(it.tokens) for it in items], dtype=torch.long)
+    waves = torch.zeros(len(items), int(wave_lens.max()))
+    targets = torch.zeros(len(items), max(1, int(target_lens.max())), dtype=torch.long)
+    for i, it in enumerate(items):
+        waves[i, : it.wave.numel()] = it.wave
+        targets[i, : len(it.tokens)] = torch.tensor(it.tokens, dtype=torch.long)
+    return Batch(waves, wave_lens, targets, target_lens, [it.id for it in items], [it.text for it in items])
+
+
+class DurationBatchSampler(Sampler[list[int]]):
+    """Batches of similar-length utterances, filled up to ``max_batch_seconds`` of padded audio.
+
+    Utterances are sorted by duration and cut into batches whose longest item times their count stays
+    within the budget, so padding is small. Each epoch the order of batches is shuffled with
+    ``seed + epoch`` (the same on every rank). Under DDP the batch list is padded to a multiple of the
+    world size by repeating its first batches, and rank r takes batches r, r + world, ...: ranks see
+    disjoint data and the same number of steps. ``sorted_first_epoch`` runs epoch 0 shortest first
+    (SortaGrad).
+    """
+
+    def __init__(
+        self,
+        durations: Sequence[float],
+        max_batch_seconds: float,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        sorted_first_epoch: bool = False,
+        pad_to_replicas: bool = True,
+    ) -> None:
+        if num_replicas is None:
+            num_replicas = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if rank is None:
+            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.num_replicas, self.rank = num_replicas, rank
+        self.sorted_first_epoch, self.pad_to_replicas = sorted_first_epoch, pad_to_replicas
+        self.batches = self._make_batches(durations, max_batch_seconds)
+
+    @staticmethod
+    def _make_batches(durations: Sequence[float], budget: float) -> list[list[int]]:
+        order = sorted(range(len(durations)), key=lambda i: durations[i])
+        batches, current, longest = [], [], 0.0
+        for i in order:
+            d = durations[i]
+            if current and max(longest, d) * (len(current) + 1) > budget:
+                batches.append(current)
+                current, longest = [], 0.0
+            current.append(i)
+            longest = max(longest, d)
+        if current:
+            batches.append(current)
+        return batches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _epoch_batches(self) -> list[list[int]]:
+        batches = list(self.batches)
+        if self.shuffle and not (self.sorted_first_epoch and self.epoch == 0):
+            random.Random(self.seed + self.epoch).shuffle(batches)
+        if self.pad_to_replicas and self.num_replicas > 1:
+            extra = -len(batches) % self.num_replicas
+            batches += batches[:extra]
+        return batches[self.rank :: self.num_replicas]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._epoch_batches())
+
+    def __len__(self) -> int:
+        n = len(self.batches)
+        if self.pad_to_replicas:
+            return math.ceil(n / self.num_replicas)
+        return len(range(self.rank, n, self.num_replicas))
+
+
+def padding_fraction(batches: Sequence[Sequence[int]], durations: Sequence[float]) -> float:
+    """Fraction of padded audio in a list of batches."""
+    total = sum(max(durations[i] for i in b) * len(b) for b in batches)
+    real = sum(durations[i] for b in batches for i in b)
+    return 1.0 - real / total if total else 0.0
+
+
+class AsrDataModule(pl.LightningDataModule):
+    """Train/val/test loaders from the manifests named in :class:`DataConfig`."""
+
+    def __init__(
+        self, cfg: DataConfig, tokenizer: CharTokenizer, output_frames: Callable[[float], int], seed: int = 0
+    ) -> None:
+        super().__init__()
+        self.cfg, self.tokenizer, self.output_frames, self.seed = cfg, tokenizer, output_frames, seed
+        self.datasets: dict[str, AsrDataset] = {}
+
+    def dataset(self, split: str) -> AsrDataset:
+        """The filtered dataset of ``split`` (train, val or test), built once."""
+        if split not in self.datasets:
+            path = getattr(self.cfg, f"{split}_manifest")
+            if not path:
+                raise ValueError(f"data.{split}_manifest is not set")
+            lo, hi = (self.cfg.min_duration, self.cfg.max_duration) if split == "train" else (0.0, math.inf)
+            entries = select_utterances(read_manifest(path), self.tokenizer, self.output_frames, lo, hi, path)
+            if not entries:
+                raise ValueError(f"{path}: no usable utterances")
+            self.datasets[split] = AsrDataset(entries)
+        return self.datasets[split]
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        ds = self.dataset(split)
+        sampler = DurationBatchSampler(
+            ds.durations, self.cfg.max_batch_seconds, shuffle=train, seed=self.seed, pad_to_replicas=train
+        )
+        return DataLoader(
+            ds,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=self.cfg.num_workers,
+            persistent_workers=self.cfg.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)

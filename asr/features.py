@@ -1,0 +1,142 @@
+"""Log-mel features, global mean/variance normalisation, SpecAugment, and frame-count arithmetic.
+
+Features are computed in batches on the model's device. The STFT is not centred, so a frame only sees
+samples of its own utterance: a padded batch yields exactly the frames of its items one at a time.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio
+from torch import Tensor, nn
+
+from asr.audio import SAMPLE_RATE
+from asr.config import FeatureConfig, SpecAugmentConfig
+
+LOG_FLOOR = 1e-6
+
+
+def window_samples(cfg: FeatureConfig) -> int:
+    return round(SAMPLE_RATE * cfg.win_ms / 1000)
+
+
+def hop_samples(cfg: FeatureConfig) -> int:
+    return round(SAMPLE_RATE * cfg.hop_ms / 1000)
+
+
+def num_frames(num_samples: Tensor | int, cfg: FeatureConfig) -> Tensor | int:
+    """Frames of a non-centred STFT: 0 for a clip shorter than one window."""
+    win, hop = window_samples(cfg), hop_samples(cfg)
+    if isinstance(num_samples, Tensor):
+        return torch.where(num_samples >= win, (num_samples - win) // hop + 1, 0)
+    return (num_samples - win) // hop + 1 if num_samples >= win else 0
+
+
+def lengths_mask(lens: Tensor, max_len: int) -> Tensor:
+    """(B, max_len) bool, True at valid positions."""
+    return torch.arange(max_len, device=lens.device)[None, :] < lens[:, None]
+
+
+class LogMel(nn.Module):
+    """(B, S) waveforms and lengths -> (B, T, n_mels) log-mel frames and lengths."""
+
+    def __init__(self, cfg: FeatureConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        win = window_samples(cfg)
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=SAMPLE_RATE,
+            n_fft=win,
+            win_length=win,
+            hop_length=hop_samples(cfg),
+            n_mels=cfg.n_mels,
+            center=False,
+            power=2.0,
+        )
+
+    def forward(self, waves: Tensor, wave_lens: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.autocast(waves.device.type, enabled=False):
+            mel = self.mel(waves.float())  # (B, n_mels, T)
+        feats = torch.log(mel + LOG_FLOOR).transpose(1, 2)  # (B, T, n_mels)
+        return feats, num_frames(wave_lens, self.cfg)
+
+
+class GlobalCMVN(nn.Module):
+    """Subtract the global mean and divide by the global std (buffers stored in the checkpoint)."""
+
+    def __init__(self, n_mels: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_mels))
+        self.register_buffer("std", torch.ones(n_mels))
+
+    def set_stats(self, mean: Tensor, std: Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std.clamp_min(1e-5))
+
+    def forward(self, feats: Tensor, lens: Tensor) -> Tensor:
+        """(B, T, F) -> (B, T, F); padded frames are set to 0."""
+        out = (feats - self.mean) / self.std
+        return out.masked_fill(~lengths_mask(lens, feats.shape[1])[:, :, None], 0.0)
+
+
+class CMVNAccumulator:
+    """Running sums of log-mel frames for global statistics."""
+
+    def __init__(self, n_mels: int) -> None:
+        self.sum = torch.zeros(n_mels, dtype=torch.float64)
+        self.sq = torch.zeros(n_mels, dtype=torch.float64)
+        self.frames = 0
+
+    def add(self, feats: Tensor, lens: Tensor) -> None:
+        """Add (B, T, F) frames, counting only valid ones."""
+        valid = feats[lengths_mask(lens, feats.shape[1])].double()  # (N, F)
+        self.sum += valid.sum(0).cpu()
+        self.sq += (valid * valid).sum(0).cpu()
+        self.frames += valid.shape[0]
+
+    def stats(self) -> tuple[Tensor, Tensor]:
+        """(mean, std) as float32."""
+        if self.frames == 0:
+            raise ValueError("no frames to compute normalisation statistics from")
+        mean = self.sum / self.frames
+        var = (self.sq / self.frames - mean * mean).clamp_min(1e-10)
+        return mean.float(), var.sqrt().float()
+
+
+class FeatureExtractor(nn.Module):
+    """Waveforms -> normalised log-mel frames: the front end shared by training, evaluation and inference."""
+
+    def __init__(self, cfg: FeatureConfig) -> None:
+        super().__init__()
+        self.logmel = LogMel(cfg)
+        self.cmvn = GlobalCMVN(cfg.n_mels)
+
+    def forward(self, waves: Tensor, wave_lens: Tensor) -> tuple[Tensor, Tensor]:
+        feats, lens = self.logmel(waves, wave_lens)
+        return self.cmvn(feats, lens), lens
+
+
+def spec_augment(
+    feats: Tensor, lens: Tensor, cfg: SpecAugmentConfig, generator: torch.Generator | None = None
+) -> Tensor:
+    """Frequency and time masks, drawn independently per utterance; time masks scale with its length.
+
+    feats: (B, T, F) normalised (masked values are set to 0, the mean). Returns a new tensor.
+    """
+    b, t, f = feats.shape
+    dev = feats.device
+    keep = torch.ones(b, t, f, dtype=torch.bool, device=dev)
+    freq = torch.arange(f, device=dev)
+    for _ in range(cfg.freq_masks):
+        width = torch.randint(0, cfg.freq_width + 1, (b, 1), device=dev, generator=generator)
+        start = (torch.rand(b, 1, device=dev, generator=generator) * (f - width).clamp_min(1)).long()
+        keep &= ~((freq >= start) & (freq < start + width))[:, None, :]
+    time = torch.arange(t, device=dev)
+    max_width = (lens.float() * cfg.time_width).clamp(max=cfg.time_max_frames).long()  # (B,)
+    for _ in range(cfg.time_masks):
+        width = (torch.rand(b, device=dev, generator=generator) * (max_width + 1)).long()[:, None]
+        start = (
+            torch.rand(b, 1, device=dev, generator=generator) * (lens[:, None] - width).clamp_min(1)
+        ).long()
+        keep &= ~((time >= start) & (time < start + width))[:, :, None]
+    return feats * keep

@@ -1,0 +1,81 @@
+"""Transcribing files and evaluating a manifest with a loaded :class:`Recognizer`.
+
+Audio is read by a thread pool while the model decodes the previous chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from asr.audio import AudioError, load_audio
+from asr.manifest import read_manifest
+from asr.metrics import ErrorCounts, score, write_report
+from asr.recognizer import Recognizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Transcript:
+    path: str
+    text: str | None  # None when the file could not be read
+    error: str | None = None
+
+
+def _load(path: str) -> np.ndarray | AudioError:
+    try:
+        return load_audio(path)
+    except AudioError as e:
+        return e
+
+
+def _chunks(paths: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for i in range(0, len(paths), size):
+        yield paths[i : i + size]
+
+
+def transcribe_files(
+    model: Recognizer, paths: Sequence[str | Path], chunk: int = 64, max_batch_seconds: float = 200.0
+) -> list[Transcript]:
+    """Greedy transcripts of audio files; an unreadable file gets its one-line error instead."""
+    paths = [str(p) for p in paths]
+    out: list[Transcript] = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending = [pool.submit(lambda c=c: [_load(p) for p in c]) for c in _chunks(paths, chunk)]
+        for names, future in zip(_chunks(paths, chunk), pending):
+            loaded = future.result()
+            good = [i for i, w in enumerate(loaded) if not isinstance(w, AudioError)]
+            texts = dict(zip(good, model.transcribe([loaded[i] for i in good], max_batch_seconds)))
+            for i, name in enumerate(names):
+                if i in texts:
+                    out.append(Transcript(name, texts[i]))
+                else:
+                    out.append(Transcript(name, None, str(loaded[i])))
+    return out
+
+
+def evaluate_manifest(
+    model: Recognizer, manifest: str | Path, report: str | Path | None = None
+) -> tuple[ErrorCounts, int]:
+    """Corpus WER/CER counts over a manifest and the number of unreadable files skipped.
+
+    ``report`` gets one JSON line per utterance (reference, hypothesis, errors).
+    """
+    utts = read_manifest(manifest)
+    results = transcribe_files(model, [u.audio_filepath for u in utts])
+    kept = [(u, r) for u, r in zip(utts, results) if r.text is not None]
+    for r in results:
+        if r.text is None:
+            log.warning("skipped: %s", r.error)
+    refs = [u.text for u, _ in kept]
+    hyps = [r.text for _, r in kept]
+    total, per_utt = score(refs, hyps)
+    if report is not None:
+        write_report(report, [u.id for u, _ in kept], refs, hyps, per_utt)
+    return total, len(utts) - len(kept)

@@ -1,0 +1,165 @@
+"""The LightningModule: CTC loss, optimiser and schedule, one shared step, corpus-level validation WER."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from lightning_fabric.plugins import TorchCheckpointIO
+from torch import Tensor
+
+from asr.checkpoint import checkpoint_payload, load_checkpoint, save_atomic
+from asr.data import Batch
+from asr.decode import greedy_decode
+from asr.features import spec_augment
+from asr.metrics import ErrorCounts, score
+from asr.recognizer import Recognizer
+from asr.text import BLANK_ID
+
+log = logging.getLogger(__name__)
+
+
+def warmup_cosine(step: int, warmup: int, total: int, final_ratio: float) -> float:
+    """Learning-rate multiplier: linear warm-up to 1, then cosine decay to ``final_ratio`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O that writes atomically and loads with ``weights_only=True``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        save_atomic(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        return load_checkpoint(path, map_location or "cpu")
+
+
+class CTCModule(pl.LightningModule):
+    """Trains a :class:`Recognizer` with CTC; evaluates greedy WER/CER."""
+
+    def __init__(self, recognizer: Recognizer) -> None:
+        super().__init__()
+        self.recognizer = recognizer
+        self.cfg = recognizer.cfg
+        self.skipped_steps = 0
+        self._eval_counts = ErrorCounts()
+        self._eval_loss = torch.zeros(2, dtype=torch.float64)  # (sum of losses, utterances)
+
+    def forward(self, waves: Tensor, wave_lens: Tensor) -> tuple[Tensor, Tensor]:
+        return self.recognizer(waves, wave_lens)
+
+    def _shared_step(self, batch: Batch, train: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """Features (+SpecAugment when training), encoder, CTC loss in fp32.
+
+        Returns the per-utterance losses (B,), log_probs (B, T', V) and out_lens (B,).
+        """
+        feats, feat_lens = self.recognizer.frontend(batch.waves, batch.wave_lens)  # (B, T, F)
+        if train:
+            feats = spec_augment(feats, feat_lens, self.cfg.specaug)
+        log_probs, out_lens = self.recognizer.encoder(feats, feat_lens)  # (B, T', V)
+        with torch.autocast(log_probs.device.type, enabled=False):
+            losses = F.ctc_loss(
+                log_probs.float().transpose(0, 1),  # (T', B, V)
+                batch.targets,
+                out_lens,
+                batch.target_lens,
+                blank=BLANK_ID,
+                reduction="none",
+                zero_infinity=True,
+            )
+        return losses, log_probs, out_lens
+
+    def training_step(self, batch: Batch | None, batch_idx: int) -> Tensor:
+        if batch is None:  # every file of the batch was unreadable: a zero step keeps DDP ranks in step
+            return sum(p.sum() for p in self.parameters()) * 0.0
+        losses, _, _ = self._shared_step(batch, train=True)
+        loss = losses.sum() / batch.target_lens.sum().clamp_min(1)  # mean per target token
+        if torch.isfinite(loss):
+            self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        self.log("train/audio_s", batch.wave_lens.sum() / 16000.0, reduce_fx="sum", batch_size=len(batch))
+        return loss
+
+    def configure_gradient_clipping(
+        self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
+    ) -> None:
+        """Clip by global norm; skip the step when the loss or a gradient is not finite.
+
+        Gradients are already summed across DDP ranks here, so every rank takes the same decision.
+        """
+        params = [p for p in self.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+        if not torch.isfinite(norm):
+            for p in params:
+                p.grad = None
+            self.skipped_steps += 1
+            log.warning(
+                "step %d: non-finite gradient, step skipped (%d so far)", self.global_step, self.skipped_steps
+            )
+        self.log("train/grad_norm", norm, batch_size=1)
+        self.log("train/skipped_steps", float(self.skipped_steps), batch_size=1)
+
+    def _eval_step(self, batch: Batch | None) -> None:
+        if batch is None:
+            return
+        losses, log_probs, out_lens = self._shared_step(batch, train=False)
+        finite = torch.isfinite(losses)
+        self._eval_loss += torch.stack([losses[finite].sum().double().cpu(), finite.sum().double().cpu()])
+        hyps = [self.recognizer.tokenizer.decode(ids) for ids in greedy_decode(log_probs, out_lens)]
+        self._eval_counts = self._eval_counts + score(batch.texts, hyps)[0]
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        """Sum counts over ranks once, then log WER/CER and mean loss per utterance."""
+        totals = torch.tensor(self._eval_counts.as_list() + self._eval_loss.tolist(), dtype=torch.float64)
+        totals = self.trainer.strategy.reduce(totals.to(self.device), reduce_op="sum").cpu()
+        counts = ErrorCounts(*(int(v) for v in totals[:6].tolist()))
+        loss = totals[6] / totals[7].clamp_min(1)
+        self.log_dict(
+            {f"{stage}/loss": float(loss), f"{stage}/wer": counts.wer, f"{stage}/cer": counts.cer},
+            prog_bar=stage == "val",
+            sync_dist=False,
+        )
+        self.last_eval = counts
+        self._eval_counts = ErrorCounts()
+        self._eval_loss.zero_()
+
+    def validation_step(self, batch: Batch | None, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch: Batch | None, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def configure_optimizers(self) -> dict:
+        o = self.cfg.optim
+        decay = [p for n, p in self.named_parameters() if p.ndim >= 2]
+        no_decay = [p for n, p in self.named_parameters() if p.ndim < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=o.lr,
+            betas=tuple(o.betas),
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = min(o.warmup_steps, max(1, total // 5))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, warmup, total, o.final_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["asr"] = checkpoint_payload(self.recognizer)
+        checkpoint["skipped_steps"] = self.skipped_steps
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.skipped_steps = int(checkpoint.get("skipped_steps", 0))

@@ -1,0 +1,99 @@
+"""JSONL manifests with NeMo-compatible keys, one utterance a line: audio_filepath, duration, text.
+
+Relative audio paths are resolved against the manifest's folder, so a corpus folder can be moved whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+REQUIRED_KEYS = ("audio_filepath", "duration", "text")
+
+
+class ManifestError(ValueError):
+    """A manifest line that cannot be used; the message names the file, the line and the problem."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One manifest entry."""
+
+    audio_filepath: str
+    duration: float
+    text: str
+    line: int = 0
+
+    @property
+    def id(self) -> str:
+        """A readable identifier: the audio file's stem."""
+        return Path(self.audio_filepath).stem
+
+
+def read_manifest(path: str | Path) -> list[Utterance]:
+    """Read a JSONL manifest; raises :class:`ManifestError` naming the line of the first bad entry."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    base = path.resolve().parent
+    utts = []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as e:
+                raise ManifestError(f"{where}: not valid UTF-8 (byte {e.start})") from None
+            if not line:
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ManifestError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(entry, dict):
+                raise ManifestError(f"{where}: expected a JSON object")
+            missing = [k for k in REQUIRED_KEYS if k not in entry]
+            if missing:
+                raise ManifestError(f"{where}: missing key(s) {', '.join(missing)}")
+            audio, duration, text = (entry[k] for k in REQUIRED_KEYS)
+            if not isinstance(audio, str) or not audio:
+                raise ManifestError(f"{where}: audio_filepath must be a non-empty string")
+            if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not duration > 0:
+                raise ManifestError(f"{where}: duration must be a positive number, got {duration!r}")
+            if not isinstance(text, str):
+                raise ManifestError(f"{where}: text must be a string")
+            utts.append(Utterance(str(base / audio), float(duration), text, number))
+    return utts
+
+
+def write_manifest(path: str | Path, entries: Iterable[dict]) -> int:
+    """Write manifest entries (dicts with at least the required keys) atomically; returns the count.
+
+    Audio paths inside the manifest's folder are stored relative to it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = path.resolve().parent
+    count = 0
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for entry in entries:
+                missing = [k for k in REQUIRED_KEYS if k not in entry]
+                if missing:
+                    raise ManifestError(f"{path}: entry {count + 1} lacks {', '.join(missing)}")
+                entry = dict(entry)
+                audio = Path(entry["audio_filepath"]).resolve()
+                if audio.is_relative_to(base):
+                    entry["audio_filepath"] = str(audio.relative_to(base))
+                f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+                count += 1
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count

@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
+
+
+def _tone(rate: int, seconds: float = 0.5, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    wave = 0.5 * np.sin(2 * np.pi * 440 * t)
+    return np.stack([wave] * channels, axis=1) if channels > 1 else wave
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype", "ext"),
+    [
+        ("WAV", "PCM_16", "wav"),
+        ("WAV", "FLOAT", "wav"),
+        ("FLAC", "PCM_24", "flac"),
+        ("OGG", "VORBIS", "ogg"),
+        ("NIST", "PCM_16", "sph"),
+        ("MP3", "MPEG_LAYER_III", "mp3"),
+    ],
+)
+def test_formats(tmp_path, fmt, subtype, ext):
+    path = tmp_path / f"a.{ext}"
+    sf.write(path, _tone(SAMPLE_RATE), SAMPLE_RATE, format=fmt, subtype=subtype)
+    wave = load_audio(path)
+    assert wave.dtype == np.float32 and wave.ndim == 1
+    assert abs(len(wave) - SAMPLE_RATE // 2) < 0.02 * SAMPLE_RATE  # mp3/ogg add a little padding
+    assert 0.3 < np.abs(wave).max() < 0.6
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 96000])
+def test_resampling(tmp_path, rate):
+    sf.write(tmp_path / "a.wav", _tone(rate), rate)
+    wave = load_audio(tmp_path / "a.wav")
+    assert len(wave) == SAMPLE_RATE // 2
+    spectrum = np.abs(np.fft.rfft(wave))
+    assert abs(np.argmax(spectrum) * SAMPLE_RATE / len(wave) - 440) < 4
+    assert audio_duration(tmp_path / "a.wav") == pytest.approx(0.5)
+
+
+def test_channels_are_mixed_down(tmp_path):
+    stereo = np.stack([np.full(1600, 0.2), np.full(1600, 0.6)], axis=1)
+    sf.write(tmp_path / "s.wav", stereo, SAMPLE_RATE, subtype="FLOAT")
+    np.testing.assert_allclose(load_audio(tmp_path / "s.wav"), 0.4, atol=1e-6)
+    sf.write(tmp_path / "m.wav", _tone(SAMPLE_RATE, channels=6), SAMPLE_RATE)
+    assert load_audio(tmp_path / "m.wav").shape == (SAMPLE_RATE // 2,)
+
+
+def _bad_files(tmp_path):
+    sf.write(tmp_path / "good.wav", _tone(SAMPLE_RATE), SAMPLE_RATE)
+    data = (tmp_path / "good.wav").read_bytes()
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "header.wav").write_bytes(data[:20])
+    (tmp_path / "body.wav").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.wav").write_text("hello, I am not audio\n" * 10)
+    (tmp_path / "image.flac").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    sf.write(tmp_path / "zero.wav", np.zeros((0,)), SAMPLE_RATE)
+    sf.write(tmp_path / "nan.wav", np.array([0.1, np.nan, 0.2] * 100), SAMPLE_RATE, subtype="FLOAT")
+    return {
+        "missing.wav": "file not found",
+        "empty.wav": "empty file",
+        "header.wav": "not a readable audio file",
+        "body.wav": "truncated",
+        "text.wav": "not a readable audio file",
+        "image.flac": "not a readable audio file",
+        "zero.wav": "no audio samples",
+        "nan.wav": "NaN or infinite",
+    }
+
+
+def test_bad_files_give_one_line_errors_naming_the_file(tmp_path):
+    for name, problem in _bad_files(tmp_path).items():
+        with pytest.raises(AudioError) as e:
+            load_audio(tmp_path / name)
+        message = str(e.value)
+        assert message.startswith(str(tmp_path / name)), message
+        assert problem in message and "\n" not in message, message

@@ -1,0 +1,135 @@
+import json
+import logging
+import random
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asr.data import (
+    AsrDataset,
+    DurationBatchSampler,
+    collate,
+    ctc_min_frames,
+    padding_fraction,
+    select_utterances,
+)
+from asr.manifest import ManifestError, Utterance, read_manifest, write_manifest
+from asr.text import CharTokenizer
+
+
+def _durations(n=2000, seed=0):
+    rng = random.Random(seed)
+    return [min(max(rng.lognormvariate(1.8, 0.5), 0.5), 30.0) for _ in range(n)]
+
+
+def test_bucketing_respects_budget_and_pads_little():
+    d = _durations()
+    s = DurationBatchSampler(d, max_batch_seconds=120, seed=1)
+    batches = list(s)
+    assert sorted(i for b in batches for i in b) == list(range(len(d)))
+    assert all(max(d[i] for i in b) * len(b) <= 120 or len(b) == 1 for b in batches)
+    assert padding_fraction(batches, d) < 0.05
+
+
+def test_shuffles_between_epochs_and_sortagrad():
+    d = _durations(500)
+    s = DurationBatchSampler(d, 60, seed=3, sorted_first_epoch=True)
+    first = list(s)
+    assert [max(d[i] for i in b) for b in first] == sorted(max(d[i] for i in b) for b in first)
+    s.set_epoch(1)
+    second = list(s)
+    s.set_epoch(2)
+    assert list(s) != second and sorted(map(tuple, second)) == sorted(map(tuple, first))
+    assert len(s) == len(second)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_ranks_see_disjoint_data_in_step(world):
+    d = _durations(301)
+    per_rank = [DurationBatchSampler(d, 50, seed=5, num_replicas=world, rank=r) for r in range(world)]
+    for s in per_rank:
+        s.set_epoch(4)
+    lists = [list(s) for s in per_rank]
+    assert len({len(x) for x in lists}) == 1 and all(len(x) == len(s) for x, s in zip(lists, per_rank))
+    n_batches = len(per_rank[0].batches)
+    seen = [tuple(b) for x in lists for b in x]
+    assert len(seen) == n_batches + (-n_batches % world)  # only the padding batches repeat
+    assert len(set(seen)) == n_batches
+
+
+def test_eval_sharding_without_padding():
+    d = _durations(101)
+    shards = [
+        list(DurationBatchSampler(d, 50, shuffle=False, num_replicas=2, rank=r, pad_to_replicas=False))
+        for r in (0, 1)
+    ]
+    assert sorted(i for s in shards for b in s for i in b) == list(range(101))
+
+
+def test_ctc_min_frames():
+    assert ctc_min_frames([1, 2, 3]) == 3
+    assert ctc_min_frames([1, 1, 2, 2, 2]) == 8
+
+
+def test_select_utterances_reports_each_reason(caplog):
+    tok = CharTokenizer.english()
+    utts = [
+        Utterance("a.wav", 1.0, "hello", 1),
+        Utterance("b.wav", 0.05, "hi", 2),
+        Utterance("c.wav", 50.0, "long", 3),
+        Utterance("d.wav", 1.0, "naïve", 4),
+        Utterance("e.wav", 0.3, "far too many letters for so little audio", 5),
+    ]
+    with caplog.at_level(logging.INFO):
+        kept = select_utterances(utts, tok, lambda d: int(d * 25), 0.1, 20.0, "m.jsonl")
+    assert [u.line for u, _ in kept] == [1]
+    text = caplog.text
+    for reason in ["shorter than", "longer than", "outside the vocabulary", "label too long", "m.jsonl:4"]:
+        assert reason in text
+    assert "'ï' at 2" in text
+
+
+def test_dataset_and_collate_skip_unreadable(tmp_path, caplog):
+    sf.write(tmp_path / "a.wav", np.zeros(1600, np.float32), 16000)
+    sf.write(tmp_path / "b.wav", np.ones(800, np.float32) * 0.1, 8000)
+    (tmp_path / "bad.wav").write_text("not audio")
+    tok = CharTokenizer.english()
+    entries = [
+        (Utterance(str(tmp_path / n), 0.1, "ab", 1), tok.encode("ab")) for n in ("a.wav", "b.wav", "bad.wav")
+    ]
+    ds = AsrDataset(entries)
+    with caplog.at_level(logging.WARNING):
+        batch = collate([ds[0], ds[1], ds[2]])
+    assert "bad.wav" in caplog.text
+    assert batch.waves.shape == (2, 1600) and batch.wave_lens.tolist() == [1600, 1600]
+    assert batch.targets.tolist() == [tok.encode("ab")] * 2 and batch.ids == ["a", "b"]
+    assert collate([None]) is None
+
+
+def test_manifest_round_trip_and_relative_paths(tmp_path):
+    n = write_manifest(
+        tmp_path / "m.jsonl", [{"audio_filepath": str(tmp_path / "x.wav"), "duration": 1.5, "text": "hi"}]
+    )
+    assert n == 1
+    assert json.loads((tmp_path / "m.jsonl").read_text())["audio_filepath"] == "x.wav"
+    (utt,) = read_manifest(tmp_path / "m.jsonl")
+    assert utt.audio_filepath == str(tmp_path / "x.wav") and utt.duration == 1.5 and utt.line == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b'{"audio_filepath": "a.wav", "duration": 1.0', "m.jsonl:2: malformed JSON"),
+        (b'{"audio_filepath": "a.wav", "text": "x"}', "m.jsonl:2: missing key(s) duration"),
+        (b'{"audio_filepath": "a.wav", "duration": -1, "text": "x"}', "duration must be a positive number"),
+        (b'{"audio_filepath": "a.wav", "duration": 1, "text": "\xff"}', "m.jsonl:2: not valid UTF-8"),
+        (b"[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_bad_manifest_lines(tmp_path, line, message):
+    good = b'{"audio_filepath": "a.wav", "duration": 1.0, "text": "ok"}\n'
+    (tmp_path / "m.jsonl").write_bytes(good + line + b"\n")
+    with pytest.raises(ManifestError) as e:
+        read_manifest(tmp_path / "m.jsonl")
+    assert message in str(e.value) and "\n" not in str(e.value)

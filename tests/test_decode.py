@@ -1,0 +1,35 @@
+import torch
+
+from asr.decode import greedy_decode
+
+
+def _emissions(paths: list[list[int]], vocab: int = 5) -> torch.Tensor:
+    """One-hot-ish log-probs following the given best paths, padded with blanks to equal length."""
+    t = max(len(p) for p in paths)
+    lp = torch.full((len(paths), t, vocab), -10.0)
+    for b, path in enumerate(paths):
+        for i in range(t):
+            lp[b, i, path[i] if i < len(path) else 0] = 0.0
+    return lp.log_softmax(-1)
+
+
+def test_hand_computed_cases():
+    paths = [
+        [1, 1, 0, 1, 2, 2, 0],  # repeat merged, blank separates a real repeat -> 1 1 2
+        [0, 0, 0],  # all blank -> empty
+        [3, 0, 3, 3, 4],  # -> 3 3 4
+        [2, 2, 2, 2],  # -> 2
+    ]
+    lens = torch.tensor([7, 3, 5, 4])
+    assert greedy_decode(_emissions(paths), lens) == [[1, 1, 2], [], [3, 3, 4], [2]]
+
+
+def test_frames_beyond_length_are_ignored():
+    paths = [[1, 2, 3, 4], [1, 2, 3, 4]]
+    assert greedy_decode(_emissions(paths), torch.tensor([4, 2])) == [[1, 2, 3, 4], [1, 2]]
+
+
+def test_repeat_across_padding_boundary():
+    # the first frame must always count as new, even if it equals the last (rolled) frame
+    paths = [[2, 0, 2]]
+    assert greedy_decode(_emissions(paths), torch.tensor([3])) == [[2, 2]]

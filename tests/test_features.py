@@ -1,0 +1,57 @@
+import torch
+
+from asr.config import FeatureConfig, SpecAugmentConfig
+from asr.features import CMVNAccumulator, FeatureExtractor, LogMel, num_frames, spec_augment
+
+CFG = FeatureConfig()
+
+
+def test_frame_counts():
+    assert num_frames(399, CFG) == 0
+    assert num_frames(400, CFG) == 1
+    assert num_frames(16000, CFG) == 98
+    assert num_frames(torch.tensor([0, 400, 559, 560]), CFG).tolist() == [0, 1, 1, 2]
+
+
+def test_logmel_shape_and_exact_lengths():
+    waves = torch.randn(2, 16000) * 0.1
+    feats, lens = LogMel(CFG)(waves, torch.tensor([16000, 8000]))
+    assert feats.shape == (2, 98, 80) and lens.tolist() == [98, 48]
+
+
+def test_padded_batch_equals_items_one_at_a_time():
+    torch.manual_seed(0)
+    a, b = torch.randn(12000) * 0.1, torch.randn(7000) * 0.1
+    ext = FeatureExtractor(CFG)
+    ext.cmvn.set_stats(torch.full((80,), -5.0), torch.full((80,), 2.0))
+    batch = torch.zeros(2, 12000)
+    batch[0], batch[1, :7000] = a, b
+    feats, lens = ext(batch, torch.tensor([12000, 7000]))
+    fa, _ = ext(a[None], torch.tensor([12000]))
+    fb, lb = ext(b[None], torch.tensor([7000]))
+    torch.testing.assert_close(feats[0], fa[0])
+    torch.testing.assert_close(feats[1, : lb[0]], fb[0])
+    assert torch.all(feats[1, lb[0] :] == 0)
+
+
+def test_cmvn_statistics_ignore_padding():
+    acc = CMVNAccumulator(2)
+    feats = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    acc.add(feats, torch.tensor([2]))
+    mean, std = acc.stats()
+    torch.testing.assert_close(mean, torch.tensor([2.0, 3.0]))
+    torch.testing.assert_close(std, torch.tensor([1.0, 1.0]))
+
+
+def test_specaugment_masks_within_bounds():
+    cfg = SpecAugmentConfig(freq_masks=2, freq_width=10, time_masks=2, time_width=0.1, time_max_frames=5)
+    feats = torch.ones(4, 200, 80)
+    lens = torch.tensor([200, 150, 100, 50])
+    out = spec_augment(feats, lens, cfg, torch.Generator().manual_seed(0))
+    assert out.shape == feats.shape
+    zero_bins = (out == 0).all(dim=1).sum(dim=1)  # fully masked frequency bins per utterance
+    assert (zero_bins <= 2 * 10).all()
+    zero_frames = (out == 0).all(dim=2).sum(dim=1)  # fully masked frames per utterance
+    assert (zero_frames <= 2 * 5).all()
+    assert (out == 0).any()
+    assert torch.equal(spec_augment(feats, lens, SpecAugmentConfig(0, 0, 0, 0.0, 0)), feats)

@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from asr.config import ModelConfig
+from asr.model import Encoder, conv_output_length, count_parameters, reverse_padded
+
+
+def test_conv_output_length():
+    assert conv_output_length(100, 2) == 24
+    assert conv_output_length(torch.tensor([7, 6, 100]), 2).tolist() == [1, 0, 24]
+    assert conv_output_length(100, 3) == 11
+
+
+def test_reverse_padded():
+    x = torch.arange(8.0).reshape(2, 4, 1)
+    out = reverse_padded(x, torch.tensor([4, 2]))
+    assert out[:, :, 0].tolist() == [[3, 2, 1, 0], [5, 4, 6, 7]]
+
+
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("projection", [0, 24])
+def test_padded_batch_equals_items_one_at_a_time(rnn_type, projection):
+    torch.manual_seed(0)
+    cfg = ModelConfig(rnn_type=rnn_type, hidden_size=16, num_layers=2, conv_channels=4, projection=projection)
+    enc = Encoder(cfg, n_mels=20, vocab_size=7).eval()
+    lens = torch.tensor([50, 33, 20])
+    feats = torch.randn(3, 50, 20)
+    for i, n in enumerate(lens):
+        feats[i, n:] = 1e3  # garbage in the padding must not leak into valid outputs
+    log_probs, out_lens = enc(feats, lens)
+    assert log_probs.shape == (3, 11, 7) and log_probs.dtype == torch.float32
+    assert out_lens.tolist() == [11, 7, 4]
+    for i, n in enumerate(lens):
+        single, single_len = enc(feats[i : i + 1, :n], lens[i : i + 1])
+        assert single_len.item() == out_lens[i]
+        torch.testing.assert_close(log_probs[i, : out_lens[i]], single[0], atol=1e-5, rtol=1e-4)
+
+
+def test_unidirectional_and_parameter_count():
+    cfg = ModelConfig(hidden_size=8, num_layers=1, conv_channels=2, bidirectional=False, subsampling=8)
+    enc = Encoder(cfg, n_mels=16, vocab_size=5)
+    log_probs, lens = enc(torch.randn(1, 40, 16), torch.tensor([40]))
+    assert lens.item() == 4 and log_probs.shape == (1, 4, 5)
+    assert torch.allclose(log_probs.exp().sum(-1), torch.ones(1, 4))
+    assert count_parameters(enc) == sum(p.numel() for p in enc.parameters())
