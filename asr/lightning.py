@@ -83,7 +83,6 @@ class CTCModule(pl.LightningModule):
         loss = losses.sum() / batch.target_lens.sum().clamp_min(1)  # mean per target token
         if torch.isfinite(loss):
             self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
-        self.log("train/audio_s", batch.wave_lens.sum() / 16000.0, reduce_fx="sum", batch_size=len(batch))
         return loss
 
     def configure_gradient_clipping(

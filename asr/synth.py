@@ -5,15 +5,16 @@ ctypes in synchronous mode, so no network, system package or audio device is nee
 reads one text; :func:`make_corpus` writes a small train/dev/test corpus (WAV files and JSONL manifests)
 spoken by several English voices at varied rates and pitches, with a little noise, for smoke tests and demos.
 
-eSpeak keeps state between utterances (pitch flutter, echo buffers) that no call resets, so the same text
-can come out a few samples different later in a process. :func:`make_corpus` therefore synthesises in
-fresh worker processes, each given a fixed shard: its output depends on ``seed`` alone.
+Everything drawn at random (sentences, voices, rates, pitches, noise, gain) follows from the seed. eSpeak
+itself keeps state between utterances (pitch flutter phase, echo buffer) that no API call resets, so the
+waveforms are bit-for-bit reproducible only in a fresh process (as when run from ``prepare.py``); later in a
+process the same utterance can come out a few samples longer or shorter.
 """
 
 from __future__ import annotations
 
 import ctypes
-import multiprocessing
+import itertools
 import threading
 from pathlib import Path
 
@@ -44,7 +45,6 @@ PITCHES = (30, 70)  # eSpeak pitch 0-100 relative to the voice's own, inclusive 
 SNR_DB = (20.0, 35.0)  # additive white or pink noise, signal-to-noise ratio drawn per utterance
 PEAK = (0.1, 0.9)  # random gain: the utterance's peak amplitude after noise is drawn from this range
 EDGE_SILENCE = 0.1  # seconds of silence kept before and after the speech
-SHARD_SIZE = 256  # utterances per worker process; fixed so the corpus does not depend on the CPU count
 SPLITS = ("train", "dev", "test")
 
 # speak_lib.h / espeak_ng.h constants
@@ -54,6 +54,7 @@ _ESPEAK_PITCH = 3
 _POS_CHARACTER = 1
 _ESPEAK_CHARS_UTF8 = 1
 _EE_OK = 0
+# int callback(short *wav, int num_samples, espeak_EVENT *events)
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
@@ -106,7 +107,7 @@ class _Engine:
                 f"eSpeak NG could not {what} with data {self.data_path}: {message.value.decode()}"
             )
 
-    def _collect(self, wav: ctypes.Array, num_samples: int, events: int) -> int:
+    def _collect(self, wav: ctypes._Pointer, num_samples: int, events: int | None) -> int:
         if num_samples > 0:
             self._chunks.append(np.ctypeslib.as_array(wav, (num_samples,)).copy())
         return 0  # 0 = continue synthesis
@@ -118,9 +119,8 @@ class _Engine:
                 raise ValueError(f"eSpeak NG has no voice {voice!r} (try one of {', '.join(VOICES)})")
             self.lib.espeak_SetParameter(_ESPEAK_RATE, rate, 0)
             self.lib.espeak_SetParameter(_ESPEAK_PITCH, pitch, 0)
-            self.lib.espeak_ng_SetRandSeed(
-                0
-            )  # Initialize seeds it from the clock; breath noise draws from it
+            # espeak_ng_Initialize seeds the generator from the clock; breath and noise sources draw from it.
+            self.lib.espeak_ng_SetRandSeed(0)
             data = text.encode()
             self._chunks = []
             status = self.lib.espeak_Synth(
@@ -172,156 +172,24 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50
 
 # --- sentences -------------------------------------------------------------------------------------------
 
-_ADJECTIVES = [
-    "red",
-    "blue",
-    "green",
-    "yellow",
-    "black",
-    "white",
-    "brown",
-    "orange",
-    "purple",
-    "grey",
-    "pink",
-    "golden",
-    "silver",
-    "dark",
-    "bright",
-    "big",
-    "small",
-    "little",
-    "large",
-    "tiny",
-    "huge",
-    "tall",
-    "short",
-    "long",
-    "old",
-    "new",
-    "young",
-    "fresh",
-    "clean",
-    "dirty",
-    "empty",
-    "full",
-    "heavy",
-    "light",
-    "warm",
-    "cold",
-    "hot",
-    "cool",
-    "soft",
-    "hard",
-    "quiet",
-    "loud",
-    "happy",
-    "sad",
-    "angry",
-    "busy",
-    "lazy",
-    "clever",
-    "funny",
-    "strange",
-    "quick",
-    "slow",
-    "early",
-    "late",
-    "wooden",
-    "broken",
-    "shiny",
-    "round",
-    "square",
-]
-_NOUNS = [
-    "cat",
-    "dog",
-    "bird",
-    "horse",
-    "cow",
-    "sheep",
-    "goat",
-    "rabbit",
-    "mouse",
-    "duck",
-    "fish",
-    "frog",
-    "bear",
-    "lion",
-    "tiger",
-    "monkey",
-    "snake",
-    "chicken",
-    "table",
-    "chair",
-    "bed",
-    "lamp",
-    "door",
-    "window",
-    "book",
-    "pen",
-    "pencil",
-    "cup",
-    "plate",
-    "bowl",
-    "spoon",
-    "knife",
-    "bottle",
-    "bag",
-    "hat",
-    "coat",
-    "shoe",
-    "ball",
-    "box",
-    "key",
-    "clock",
-    "phone",
-    "radio",
-    "car",
-    "bus",
-    "train",
-    "boat",
-    "bike",
-    "truck",
-    "ship",
-    "house",
-    "garden",
-    "kitchen",
-    "river",
-    "road",
-    "bridge",
-    "tree",
-    "flower",
-    "apple",
-    "orange",
-    "banana",
-    "lemon",
-    "cake",
-    "bread",
-    "sandwich",
-    "egg",
-    "carrot",
-    "potato",
-    "song",
-    "letter",
-    "picture",
-    "ticket",
-    "teacher",
-    "doctor",
-    "farmer",
-    "driver",
-    "baker",
-    "student",
-    "child",
-    "girl",
-    "boy",
-    "woman",
-    "man",
-    "friend",
-    "neighbour",
-    "king",
-    "queen",
-]
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+_ADJECTIVES = _words(
+    """red blue green yellow black white brown orange purple grey pink golden silver dark bright big small
+    little large tiny huge tall short long old new young fresh clean dirty empty full heavy light warm cold
+    hot cool soft hard quiet loud happy sad angry busy lazy clever funny strange quick slow early late
+    wooden broken shiny round square"""
+)
+_NOUNS = _words(
+    """cat dog bird horse cow sheep goat rabbit mouse duck fish frog bear lion tiger monkey snake chicken
+    table chair bed lamp door window book pen pencil cup plate bowl spoon knife bottle bag hat coat shoe
+    ball box key clock phone radio car bus train boat bike truck ship house garden kitchen river road
+    bridge tree flower apple orange banana lemon cake bread sandwich egg carrot potato song letter picture
+    ticket teacher doctor farmer driver baker student child girl boy woman man friend neighbour king queen"""
+)
 _IRREGULAR_PLURALS = {
     "sheep": "sheep",
     "mouse": "mice",
@@ -335,149 +203,35 @@ _IRREGULAR_PLURALS = {
     "woman": "women",
     "man": "men",
 }
-_PLACES = [
-    "park",
-    "school",
-    "office",
-    "market",
-    "station",
-    "library",
-    "shop",
-    "beach",
-    "hospital",
-    "museum",
-    "kitchen",
-    "garden",
-    "village",
-    "city",
-    "church",
-    "farm",
-    "hotel",
-    "airport",
-]
-_NAMES = [
-    "anna",
-    "ben",
-    "carla",
-    "david",
-    "emma",
-    "frank",
-    "grace",
-    "henry",
-    "isabel",
-    "jack",
-    "kate",
-    "leo",
-    "maria",
-    "nick",
-    "olivia",
-    "peter",
-    "rosa",
-    "sam",
-    "tom",
-    "victor",
-    "william",
-    "zoe",
-]
-_VERBS_PAST = [
-    "sat",
-    "slept",
-    "jumped",
-    "waited",
-    "stood",
-    "looked",
-    "played",
-    "danced",
-    "walked",
-    "rested",
-    "hid",
-    "ran",
-    "landed",
-    "stopped",
-    "sang",
-]
-_PREPOSITIONS = [
-    "on",
-    "under",
-    "near",
-    "behind",
-    "beside",
-    "above",
-    "below",
-    "inside",
-    "outside",
-    "between",
-    "around",
-]
-_TRANSITIVE = [
-    "saw",
-    "found",
-    "bought",
-    "sold",
-    "painted",
-    "washed",
-    "carried",
-    "dropped",
-    "lost",
-    "cleaned",
-    "opened",
-    "closed",
-    "moved",
-    "kicked",
-    "pushed",
-    "pulled",
-    "liked",
-    "wanted",
-    "needed",
-    "took",
-]
-_BASE_VERBS = [
-    "see",
-    "find",
-    "buy",
-    "sell",
-    "paint",
-    "wash",
-    "carry",
-    "drop",
-    "lose",
-    "clean",
-    "open",
-    "close",
-    "move",
-    "kick",
-    "push",
-    "pull",
-    "like",
-    "want",
-    "need",
-    "take",
-]
-_COMMANDS = ["put", "place", "move", "carry", "bring", "leave", "hide", "drop", "throw", "push"]
-_DEVICES = ["light", "lights", "radio", "heater", "fan", "television", "oven", "music", "alarm", "computer"]
-_ROOMS = ["kitchen", "bedroom", "bathroom", "hall", "garage", "office", "living", "room", "attic", "basement"]
-_DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-_TIMES_OF_DAY = ["morning", "afternoon", "evening", "night"]
-_ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-]
-_ONES += ["sixteen", "seventeen", "eighteen", "nineteen"]
-_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_PLACES = _words(
+    """park school office market station library shop beach hospital museum kitchen garden village city
+    church farm hotel airport"""
+)
+_NAMES = _words(
+    """anna ben carla david emma frank grace henry isabel jack kate leo maria nick olivia peter rosa sam
+    tom victor william zoe"""
+)
+_VERBS_PAST = _words(
+    "sat slept jumped waited stood looked played danced walked rested hid ran landed stopped sang"
+)
+_PREPOSITIONS = _words("on under near behind beside above below inside outside between around")
+_TRANSITIVE = _words(
+    """saw found bought sold painted washed carried dropped lost cleaned opened closed moved kicked pushed
+    pulled liked wanted needed took"""
+)
+_BASE_VERBS = _words(
+    "see find buy sell paint wash carry drop lose clean open close move kick push pull like want need take"
+)
+_COMMANDS = _words("put place move carry bring leave hide drop throw push")
+_DEVICES = _words("light lights radio heater fan television oven music alarm computer")
+_ROOMS = _words("kitchen bedroom bathroom hall garage office attic basement cellar study")
+_DAYS = _words("monday tuesday wednesday thursday friday saturday sunday")
+_TIMES_OF_DAY = _words("morning afternoon evening")
+_ONES = _words(
+    """zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen
+    seventeen eighteen nineteen"""
+)
+_TENS = _words("_ _ twenty thirty forty fifty sixty seventy eighty ninety")  # indices 0 and 1 unused
 
 
 def number_words(n: int) -> str:
@@ -515,9 +269,8 @@ def _sentence(rng: np.random.Generator) -> str:
         return "the " + noun if rng.random() < 0.5 else _a(noun)
 
     def count() -> str:
-        return number_words(
-            int(rng.choice([rng.integers(2, 20), rng.integers(20, 100), rng.integers(100, 1000)]))
-        )
+        low, high = ((2, 20), (20, 100), (100, 1000))[rng.integers(3)]
+        return number_words(int(rng.integers(low, high)))
 
     def clock() -> str:
         minutes = pick(
@@ -549,11 +302,11 @@ def _sentence(rng: np.random.Generator) -> str:
     return templates[rng.integers(len(templates))]()
 
 
-def split_sentences(counts: dict[str, int], seed: int) -> dict[str, list[str]]:
+def _split_sentences(counts: dict[str, int], seed: int) -> dict[str, list[str]]:
     """Distinct sentences for each split, no sentence in two splits.
 
     Splits are drawn in reverse order of ``counts`` (test before dev before train), each from its own
-    stream, so a split's sentences depend only on the seed and the sizes of the splits drawn before it.
+    stream, so the test sentences depend only on the seed and the test size, whatever the other sizes.
     """
     seen: set[str] = set()
     result: dict[str, list[str]] = {}
@@ -571,7 +324,7 @@ def split_sentences(counts: dict[str, int], seed: int) -> dict[str, list[str]]:
             raise ValueError(f"could not draw {counts[split]} distinct {split} sentences; ask for fewer")
         result[split] = sentences
     result = {split: result[split] for split in counts}
-    for a, b in [(a, b) for a in counts for b in counts if a < b]:
+    for a, b in itertools.combinations(counts, 2):
         assert not set(result[a]) & set(result[b]), f"{a} and {b} share sentences"
     return result
 
@@ -592,28 +345,23 @@ def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
     return (noise / np.sqrt(np.mean(noise**2))).astype(np.float32)
 
 
-def _render(job: tuple[str, str, int, bool]) -> float:
-    """Synthesise, degrade and write one utterance; returns its duration in seconds.
+def _render(path: Path, text: str, seed: tuple[int, ...], noise: bool) -> float:
+    """Speak ``text`` with a voice, rate, pitch, noise and gain drawn from ``seed``; write it to ``path``.
 
-    ``job`` is (wav path, text, per-utterance seed, add noise); the seed draws voice, rate, pitch and noise.
+    Returns the duration in seconds.
     """
-    path, text, utt_seed, noise = job
-    rng = np.random.default_rng(utt_seed)
+    rng = np.random.default_rng(seed)
     voice = VOICES[rng.integers(len(VOICES))]
-    wave = synthesize(
-        text, voice, int(rng.integers(RATES[0], RATES[1] + 1)), int(rng.integers(PITCHES[0], PITCHES[1] + 1))
-    )
+    rate = int(rng.integers(RATES[0], RATES[1] + 1))
+    pitch = int(rng.integers(PITCHES[0], PITCHES[1] + 1))
+    wave = synthesize(text, voice, rate, pitch)
     if noise:
         edge = round(EDGE_SILENCE * SAMPLE_RATE)
         speech_rms = np.sqrt(np.mean(wave[edge:-edge] ** 2))
-        wave = wave + _noise(rng, wave.size) * speech_rms * 10 ** (-rng.uniform(*SNR_DB) / 20)
+        wave += _noise(rng, wave.size) * speech_rms * 10 ** (-rng.uniform(*SNR_DB) / 20)
     wave *= rng.uniform(*PEAK) / np.abs(wave).max()
     sf.write(path, wave, SAMPLE_RATE, subtype="PCM_16")
     return wave.size / SAMPLE_RATE
-
-
-def _render_shard(jobs: list[tuple[str, str, int, bool]]) -> list[float]:
-    return [_render(job) for job in jobs]
 
 
 def _complete(manifests: dict[str, Path], counts: dict[str, int]) -> bool:
@@ -651,24 +399,12 @@ def make_corpus(
     for split in SPLITS:
         for stale in wav_dir.glob(f"{split}_*.wav"):
             stale.unlink()
-    sentences = split_sentences(counts, seed)
-    entries = [
-        {"audio_filepath": str(wav_dir / f"{split}_{i:06d}.wav"), "text": text}
-        for split in SPLITS
-        for i, text in enumerate(sentences[split])
-    ]
-    seeds = np.random.SeedSequence(seed).generate_state(len(entries), dtype=np.uint64)
-    jobs = [(e["audio_filepath"], e["text"], int(s), noise) for e, s in zip(entries, seeds)]
-    shards = [jobs[i : i + SHARD_SIZE] for i in range(0, len(jobs), SHARD_SIZE)]
-    # One fresh ("spawn") process per shard: eSpeak's leftover state never crosses from one shard or from
-    # this process into another, so the audio depends only on the seed.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(min(len(shards), context.cpu_count()) or 1, maxtasksperchild=1) as pool:
-        durations = [d for shard in pool.map(_render_shard, shards, chunksize=1) for d in shard]
-    for entry, duration in zip(entries, durations):
-        entry["duration"] = round(duration, 6)
-    for split in SPLITS:
-        write_manifest(
-            manifests[split], [e for e in entries if Path(e["audio_filepath"]).name.startswith(split)]
-        )
+    sentences = _split_sentences(counts, seed)
+    for index, split in enumerate(SPLITS):
+        entries = []
+        for i, text in enumerate(sentences[split]):
+            path = wav_dir / f"{split}_{i:06d}.wav"
+            duration = _render(path, text, (seed, index, i), noise)
+            entries.append({"audio_filepath": str(path), "duration": duration, "text": text})
+        write_manifest(manifests[split], entries)
     return manifests

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -12,6 +13,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
+from asr.audio import SAMPLE_RATE
 from asr.config import Config, save_config
 from asr.data import AsrDataModule, AsrDataset, collate
 from asr.features import CMVNAccumulator, LogMel
@@ -46,6 +48,24 @@ def compute_cmvn(recognizer: Recognizer, dataset: AsrDataset, max_utts: int, see
     log.info("normalisation statistics from %d utterances (%d frames)", len(subset), acc.frames)
 
 
+class AudioThroughput(pl.Callback):
+    """Logs training speed in audio-seconds per wall-clock second (this rank), per epoch."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.start, self.audio = time.perf_counter(), 0.0
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx
+    ) -> None:
+        if batch is not None:
+            self.audio += float(batch.wave_lens.sum()) / SAMPLE_RATE
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        speed = self.audio / max(time.perf_counter() - self.start, 1e-9)
+        module.log("train/audio_sec_per_sec", speed, batch_size=1)
+        log.info("epoch %d: %.0f audio-seconds per second", trainer.current_epoch, speed)
+
+
 def build_trainer(cfg: Config) -> pl.Trainer:
     exp = Path(cfg.exp_dir)
     t = cfg.trainer
@@ -71,7 +91,7 @@ def build_trainer(cfg: Config) -> pl.Trainer:
         check_val_every_n_epoch=t.val_every_n_epochs,
         log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress_bar,
-        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step")],
+        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step"), AudioThroughput()],
         logger=[
             CSVLogger(exp, name="logs", version=""),
             TensorBoardLogger(exp, name="tensorboard", version=""),
