@@ -13,6 +13,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from asr.errors import first_line
+
 SAMPLE_RATE = 16000
 _TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)  # libsndfile's header log
 
@@ -45,10 +47,7 @@ def _info(path: str | Path) -> sf._SoundFileInfo:
 
 
 def _reason(e: Exception) -> str:
-    text = str(e).strip()
-    if isinstance(e, sf.LibsndfileError):
-        text = e.error_string
-    return text.splitlines()[0] if text else type(e).__name__
+    return e.error_string if isinstance(e, sf.LibsndfileError) else first_line(e)
 
 
 def audio_duration(path: str | Path) -> float:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from asr.config import from_dict, to_dict
+from asr.errors import first_line
 from asr.recognizer import Recognizer
 from asr.text import CharTokenizer
 
@@ -54,6 +55,13 @@ def save_atomic(obj: Any, path: str | Path) -> None:
         os.close(dir_fd)
 
 
+def _unpickler_detail(e: pickle.UnpicklingError) -> str:
+    """torch's weights-only refusal is a paragraph; its one informative line names the offending object."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    detail = [line for line in lines if line.startswith(("Unsupported", "Trying to", "Can only"))]
+    return (detail or lines or ["unpickling failed"])[0]
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """``torch.load(weights_only=True)`` with one-line errors naming the file."""
     path = Path(path)
@@ -62,14 +70,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else "unpickling failed"
         raise CheckpointError(
-            f"{path}: refused, the file is not a plain-weights checkpoint ({reason})"
+            f"{path}: refused, not a weights-only checkpoint ({_unpickler_detail(e)}): "
+            "the file is corrupt or holds objects that would run code when loaded"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint ({str(e).strip().splitlines()[0]})"
-        ) from None
+    except Exception as e:  # torch.load on arbitrary bytes raises many types (struct.error, EOFError, ...)
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line(e)})") from None
     if not isinstance(ckpt, dict) or "asr" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"{path}: not an asr checkpoint (no 'asr' and 'state_dict' entries)")
     return ckpt
@@ -91,7 +97,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Recogniz
         model = Recognizer(cfg, CharTokenizer.from_dict(ckpt["asr"]["tokenizer"]))
         model.load_state_dict(recognizer_state(ckpt))
     except (KeyError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: inconsistent checkpoint ({str(e).strip().splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: inconsistent checkpoint ({first_line(e)})") from None
     return model.to(device).eval()
 
 

@@ -13,6 +13,8 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from asr.errors import first_line
+
 
 class ConfigError(ValueError):
     """A configuration that cannot be used."""
@@ -118,7 +120,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def _describe(e: OmegaConfBaseException) -> str:
-    message = str(e).splitlines()[0]
+    message = first_line(e)
     key = getattr(e, "full_key", None)
     return f"{key}: {message}" if key and key not in message else message
 

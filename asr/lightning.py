@@ -50,7 +50,7 @@ class CTCModule(pl.LightningModule):
         self.cfg = recognizer.cfg
         self.skipped_steps = 0
         self._eval_counts = ErrorCounts()
-        self._eval_loss = torch.zeros(2, dtype=torch.float64)  # (sum of losses, utterances)
+        self._eval_loss = torch.zeros(2, dtype=torch.float64)  # (sum of losses, target tokens)
 
     def forward(self, waves: Tensor, wave_lens: Tensor) -> tuple[Tensor, Tensor]:
         return self.recognizer(waves, wave_lens)
@@ -109,12 +109,13 @@ class CTCModule(pl.LightningModule):
             return
         losses, log_probs, out_lens = self._shared_step(batch, train=False)
         finite = torch.isfinite(losses)
-        self._eval_loss += torch.stack([losses[finite].sum().double().cpu(), finite.sum().double().cpu()])
+        tokens = batch.target_lens[finite].sum()
+        self._eval_loss += torch.stack([losses[finite].sum().double(), tokens.double()]).cpu()
         hyps = [self.recognizer.tokenizer.decode(ids) for ids in greedy_decode(log_probs, out_lens)]
         self._eval_counts = self._eval_counts + score(batch.texts, hyps)[0]
 
     def _eval_epoch_end(self, stage: str) -> None:
-        """Sum counts over ranks once, then log WER/CER and mean loss per utterance."""
+        """Sum counts over ranks once, then log WER/CER and the loss per target token."""
         totals = torch.tensor(self._eval_counts.as_list() + self._eval_loss.tolist(), dtype=torch.float64)
         totals = self.trainer.strategy.reduce(totals.to(self.device), reduce_op="sum").cpu()
         counts = ErrorCounts(*(int(v) for v in totals[:6].tolist()))

@@ -1,0 +1,51 @@
+"""Shared fixtures: a small synthetic corpus and a briefly trained model, each made once per session."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from asr.config import load_config
+from asr.synth import make_corpus
+from asr.train import train
+
+TINY_MODEL = [
+    "model.hidden_size=32",
+    "model.num_layers=1",
+    "model.conv_channels=4",
+    "data.num_workers=0",
+    "trainer.progress_bar=false",
+    "trainer.log_every_n_steps=1",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> list[str]:
+    """Config overrides for a model small enough to train in seconds."""
+    return list(TINY_MODEL)
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> dict[str, Path]:
+    """24 train / 4 dev / 4 test utterances of eSpeak NG speech."""
+    return make_corpus(tmp_path_factory.mktemp("corpus"), 24, 4, 4, seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_model(corpus, tmp_path_factory) -> Path:
+    """A tiny model after one epoch: enough to exercise save, load and the CLI, not to be accurate."""
+    exp = tmp_path_factory.mktemp("exp")
+    cfg = load_config(
+        None,
+        [
+            *TINY_MODEL,
+            f"data.train_manifest={corpus['train']}",
+            f"data.val_manifest={corpus['dev']}",
+            f"exp_dir={exp}",
+            "trainer.max_epochs=1",
+        ],
+    )
+    logging.getLogger("asr").setLevel(logging.INFO)
+    return train(cfg)

@@ -1,0 +1,139 @@
+"""The ``asr`` command, run as a user would: in a subprocess."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asr.cli import EXIT_BAD_AUDIO, EXIT_CHECKPOINT, EXIT_CONFIG, EXIT_MANIFEST, EXIT_USAGE
+from asr.manifest import read_manifest
+
+
+def asr(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "asr.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_help_explains_each_command():
+    out = asr("--help")
+    assert out.returncode == 0
+    for command in ("train", "transcribe", "evaluate", "export"):
+        assert command in out.stdout
+    for command in ("train", "transcribe", "evaluate", "export"):
+        sub = asr(command, "--help")
+        assert sub.returncode == 0 and "usage: asr " + command in sub.stdout
+
+
+def test_transcribe_single_multiple_and_json(trained_model, corpus):
+    files = [u.audio_filepath for u in read_manifest(corpus["test"])[:2]]
+    one = asr("transcribe", files[0], "--model", trained_model)
+    assert one.returncode == 0, one.stderr
+    assert len(one.stdout.splitlines()) == 1
+    many = asr("transcribe", *files, "--model", trained_model, "--json")
+    rows = [json.loads(line) for line in many.stdout.splitlines()]
+    assert [r["audio_filepath"] for r in rows] == files
+    assert rows[0]["text"] == one.stdout.strip()
+
+
+def test_transcribe_bad_inputs(trained_model, corpus, tmp_path):
+    good = read_manifest(corpus["test"])[0].audio_filepath
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_text("not audio at all\n" * 20)
+    sf.write(tmp_path / "tiny.wav", np.zeros(100, np.float32), 16000)  # shorter than one analysis window
+    out = asr(
+        "transcribe",
+        good,
+        tmp_path / "missing.wav",
+        tmp_path / "empty.wav",
+        tmp_path / "text.wav",
+        tmp_path / "tiny.wav",
+        "--model",
+        trained_model,
+    )
+    assert out.returncode == EXIT_BAD_AUDIO
+    errors = out.stderr.strip().splitlines()
+    assert errors[-3:] == [
+        f"error: {tmp_path / 'missing.wav'}: file not found",
+        f"error: {tmp_path / 'empty.wav'}: empty file (0 bytes)",
+        errors[-1],
+    ]
+    assert errors[-1].startswith(f"error: {tmp_path / 'text.wav'}: not a readable audio file")
+    transcribed = [line.split("\t")[0] for line in out.stdout.splitlines()]
+    assert transcribed == [good, str(tmp_path / "tiny.wav")]  # good files are still transcribed
+
+
+def test_transcribe_bad_checkpoint(tmp_path, corpus):
+    good = read_manifest(corpus["test"])[0].audio_filepath
+    (tmp_path / "m.ckpt").write_bytes(b"junk")
+    for model in (tmp_path / "m.ckpt", tmp_path / "none.ckpt"):
+        out = asr("transcribe", good, "--model", model)
+        assert out.returncode == EXIT_CHECKPOINT
+        assert out.stderr.startswith(f"error: {model}: ") and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_prints_wer_and_writes_report(trained_model, corpus, tmp_path):
+    out = asr("evaluate", corpus["test"], "--model", trained_model, "--report", tmp_path / "r.jsonl")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("WER ") and "CER " in out.stdout
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(rows) == len(read_manifest(corpus["test"]))
+    assert {"id", "reference", "hypothesis", "substitutions", "deletions", "insertions", "wer"} <= set(
+        rows[0]
+    )
+
+
+def test_evaluate_bad_manifest(trained_model, tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"audio_filepath": "a.wav"}\n')
+    out = asr("evaluate", tmp_path / "m.jsonl", "--model", trained_model)
+    assert out.returncode == EXIT_MANIFEST
+    assert out.stderr.strip() == f"error: {tmp_path / 'm.jsonl'}:1: missing key(s) duration, text"
+
+
+def test_export_then_transcribe(trained_model, corpus, tmp_path):
+    good = read_manifest(corpus["test"])[0].audio_filepath
+    assert asr("export", trained_model, tmp_path / "model.pt").returncode == 0
+    a = asr("transcribe", good, "--model", trained_model)
+    b = asr("transcribe", good, "--model", tmp_path / "model.pt")
+    assert a.stdout == b.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["model.rnn_type=transformer"], EXIT_CONFIG, "rnn_type"),
+        (["model.nope=1"], EXIT_CONFIG, "nope"),
+        (["data.train_manifest=/nonexistent.jsonl"], EXIT_MANIFEST, "/nonexistent.jsonl: manifest not found"),
+    ],
+)
+def test_train_bad_config(tmp_path, args, code, message):
+    out = asr("train", f"exp_dir={tmp_path}", *args)
+    assert out.returncode == code, out.stderr
+    assert message in out.stderr
+
+
+def test_train_writes_resolved_config_and_resumes(corpus, tiny_model, tmp_path):
+    common = [
+        *tiny_model,
+        f"data.train_manifest={corpus['train']}",
+        f"data.val_manifest={corpus['dev']}",
+        f"exp_dir={tmp_path}",
+    ]
+    first = asr("train", *common, "trainer.max_epochs=1", timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "max_epochs: 1" in (tmp_path / "config.yaml").read_text()
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "logs" / "metrics.csv").is_file() and any((tmp_path / "tensorboard").iterdir())
+    second = asr("train", *common, "trainer.max_epochs=2", timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resuming from" in second.stderr
+    epochs = {line.split(",")[0] for line in (tmp_path / "logs" / "metrics.csv").read_text().splitlines()[1:]}
+    assert "1" in epochs
+
+
+def test_usage_error():
+    out = asr("transcribe")
+    assert out.returncode == EXIT_USAGE and "usage:" in out.stderr
