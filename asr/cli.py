@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 EXIT_BAD_AUDIO, EXIT_USAGE, EXIT_CONFIG, EXIT_CHECKPOINT, EXIT_MANIFEST = 1, 2, 3, 4, 5
 
@@ -17,7 +18,7 @@ DESCRIPTION = """\
 Train, evaluate and run CTC bidirectional-RNN speech recognisers.
 
   asr train --config conf/small.yaml data.train_manifest=train.jsonl data.val_manifest=dev.jsonl
-  asr transcribe audio.wav --model exp/run/checkpoints/last.ckpt
+  asr transcribe audio.wav --model exp/run/checkpoints/last.ckpt [--format srt]
   asr evaluate test.jsonl --model model.ckpt --report report.jsonl
   asr export exp/run/checkpoints/best.ckpt model.pt
 """
@@ -51,7 +52,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("audio", nargs="+", help="audio files")
     r.add_argument("--model", required=True, help="checkpoint (training or exported)")
-    r.add_argument("--json", action="store_true", help="print one JSON object per file")
+    r.add_argument(
+        "--json", action="store_true", help="print one JSON object per file (same as --format json)"
+    )
+    r.add_argument("--timestamps", action="store_true", help="time each word (CTC forced alignment)")
+    r.add_argument(
+        "--format",
+        choices=("txt", "json", "srt", "vtt"),
+        default="txt",
+        help="output format (default txt); srt and vtt imply --timestamps",
+    )
+    r.add_argument("--output-dir", help="write AUDIO_STEM.<format> files here instead of printing")
     r.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
 
     e = sub.add_parser(
@@ -97,21 +108,37 @@ def _train(args: argparse.Namespace) -> int:
 def _transcribe(args: argparse.Namespace) -> int:
     from asr.checkpoint import CheckpointError, load_model
     from asr.inference import transcribe_files
+    from asr.timing import format_transcript, transcript_dict
 
+    fmt = "json" if args.json else args.format
+    if args.timestamps and fmt == "txt":
+        return _fail("--timestamps needs --format json, srt or vtt", EXIT_USAGE)
+    timed = args.timestamps or fmt in ("srt", "vtt")
+    if fmt in ("srt", "vtt") and len(args.audio) > 1 and not args.output_dir:
+        return _fail(f"several files as {fmt} need --output-dir", EXIT_USAGE)
     try:
         model = load_model(args.model, args.device)
     except CheckpointError as e:
         return _fail(str(e), EXIT_CHECKPOINT)
     code = 0
-    for r in transcribe_files(model, args.audio):
+    for r in transcribe_files(model, args.audio, timestamps=timed):
         if r.text is None:
             code = _fail(r.error, EXIT_BAD_AUDIO)
-        elif args.json:
-            print(json.dumps({"audio_filepath": r.path, "text": r.text}, ensure_ascii=False), flush=True)
-        elif len(args.audio) == 1:
-            print(r.text, flush=True)
+            continue
+        if fmt in ("srt", "vtt"):
+            out = format_transcript(r.words, fmt)
+        elif fmt == "json":
+            body = transcript_dict(r.words) if timed else {"text": r.text}
+            out = json.dumps({"audio_filepath": r.path, **body}, ensure_ascii=False) + "\n"
+        elif len(args.audio) == 1 or args.output_dir:
+            out = r.text + "\n"
         else:
-            print(f"{r.path}\t{r.text}", flush=True)
+            out = f"{r.path}\t{r.text}\n"
+        if args.output_dir:
+            Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+            (Path(args.output_dir) / f"{Path(r.path).stem}.{fmt}").write_text(out, encoding="utf-8")
+        else:
+            print(out, end="", flush=True)
     return code
 
 

@@ -17,6 +17,7 @@ from asr.audio import AudioError, load_audio
 from asr.manifest import read_manifest
 from asr.metrics import ErrorCounts, score, write_report
 from asr.recognizer import Recognizer
+from asr.timing import Word, word_timings
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class Transcript:
     path: str
     text: str | None  # None when the file could not be read
     error: str | None = None
+    words: list[Word] | None = None  # with timestamps=True
 
 
 def _load(path: str) -> np.ndarray | AudioError:
@@ -41,9 +43,16 @@ def _chunks(paths: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 
 def transcribe_files(
-    model: Recognizer, paths: Sequence[str | Path], chunk: int = 64, max_batch_seconds: float = 200.0
+    model: Recognizer,
+    paths: Sequence[str | Path],
+    chunk: int = 64,
+    max_batch_seconds: float = 200.0,
+    timestamps: bool = False,
 ) -> list[Transcript]:
-    """Greedy transcripts of audio files; an unreadable file gets its one-line error instead."""
+    """Greedy transcripts of audio files; an unreadable file gets its one-line error instead.
+
+    With ``timestamps`` each file is aligned on its own and its transcript carries timed words.
+    """
     paths = [str(p) for p in paths]
     out: list[Transcript] = []
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -51,10 +60,15 @@ def transcribe_files(
         for names, future in zip(_chunks(paths, chunk), pending):
             loaded = future.result()
             good = [i for i, w in enumerate(loaded) if not isinstance(w, AudioError)]
-            texts = dict(zip(good, model.transcribe([loaded[i] for i in good], max_batch_seconds)))
+            if timestamps:
+                timed = {i: word_timings(model, loaded[i]) for i in good}
+                texts = {i: " ".join(w.text for w in words) for i, words in timed.items()}
+            else:
+                timed = {}
+                texts = dict(zip(good, model.transcribe([loaded[i] for i in good], max_batch_seconds)))
             for i, name in enumerate(names):
                 if i in texts:
-                    out.append(Transcript(name, texts[i]))
+                    out.append(Transcript(name, texts[i], words=timed.get(i)))
                 else:
                     out.append(Transcript(name, None, str(loaded[i])))
     return out

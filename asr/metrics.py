@@ -1,17 +1,22 @@
-"""Corpus-level WER and CER from jiwer counts, and per-utterance reports.
+"""Corpus-level WER and CER from jiwer counts, per-utterance reports, and the parts of a scoring report.
 
 WER is the sum of word errors over the sum of reference words (never a mean of per-utterance rates).
-References and hypotheses are normalised with the same rules as training text.
+References and hypotheses are normalised with the same rules as training text unless ``normalize=False``
+(then only runs of whitespace are collapsed). A :class:`ScoreReport` adds word alignments, the most
+frequent confusions and bootstrap confidence intervals to the counts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import jiwer
+import numpy as np
 
 from asr.text import normalize_text
 
@@ -46,9 +51,13 @@ class ErrorCounts:
         return [getattr(self, f.name) for f in fields(self)]
 
 
-def utterance_errors(reference: str, hypothesis: str) -> ErrorCounts:
-    """Counts for one normalised reference/hypothesis pair."""
-    ref, hyp = normalize_text(reference), normalize_text(hypothesis)
+def _prepare(text: str, normalize: bool) -> str:
+    return normalize_text(text) if normalize else " ".join(text.split())
+
+
+def utterance_errors(reference: str, hypothesis: str, normalize: bool = True) -> ErrorCounts:
+    """Counts for one reference/hypothesis pair (normalised unless ``normalize=False``)."""
+    ref, hyp = _prepare(reference, normalize), _prepare(hypothesis, normalize)
     w = jiwer.process_words(ref, hyp)
     c = jiwer.process_characters(ref, hyp)
     return ErrorCounts(
@@ -61,11 +70,17 @@ def utterance_errors(reference: str, hypothesis: str) -> ErrorCounts:
     )
 
 
-def score(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[ErrorCounts, list[ErrorCounts]]:
-    """Corpus counts and the counts of each utterance."""
+def _check_lengths(references: Sequence[str], hypotheses: Sequence[str]) -> None:
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
-    per_utt = [utterance_errors(r, h) for r, h in zip(references, hypotheses)]
+
+
+def score(
+    references: Sequence[str], hypotheses: Sequence[str], normalize: bool = True
+) -> tuple[ErrorCounts, list[ErrorCounts]]:
+    """Corpus counts and the counts of each utterance."""
+    _check_lengths(references, hypotheses)
+    per_utt = [utterance_errors(r, h, normalize) for r, h in zip(references, hypotheses)]
     return sum(per_utt, ErrorCounts()), per_utt
 
 
@@ -82,3 +97,162 @@ def write_report(
         for uid, ref, hyp, c in zip(ids, references, hypotheses, counts):
             row = {"id": uid, "reference": ref, "hypothesis": hyp, **asdict(c), "wer": round(c.wer, 4)}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+# --- scoring reports -------------------------------------------------------------------------------------
+
+
+def word_alignment(
+    references: Sequence[str], hypotheses: Sequence[str], normalize: bool = True
+) -> jiwer.WordOutput:
+    """jiwer's word alignment of every pair (after the same text preparation as :func:`score`)."""
+    _check_lengths(references, hypotheses)
+    if not references:
+        raise ValueError("nothing to align: no utterances")
+    return jiwer.process_words(
+        [_prepare(r, normalize) for r in references], [_prepare(h, normalize) for h in hypotheses]
+    )
+
+
+@dataclass
+class Confusions:
+    """How often each word was substituted (reference -> hypothesis), deleted and inserted."""
+
+    substitutions: Counter[tuple[str, str]]
+    deletions: Counter[str]
+    insertions: Counter[str]
+
+    @classmethod
+    def from_alignment(cls, alignment: jiwer.WordOutput) -> Confusions:
+        subs: Counter[tuple[str, str]] = Counter()
+        dels: Counter[str] = Counter()
+        ins: Counter[str] = Counter()
+        for ref, hyp, chunks in zip(alignment.references, alignment.hypotheses, alignment.alignments):
+            for c in chunks:
+                if c.type == "substitute":  # jiwer's substitution chunks pair words one to one
+                    subs.update(
+                        zip(ref[c.ref_start_idx : c.ref_end_idx], hyp[c.hyp_start_idx : c.hyp_end_idx])
+                    )
+                elif c.type == "delete":
+                    dels.update(ref[c.ref_start_idx : c.ref_end_idx])
+                elif c.type == "insert":
+                    ins.update(hyp[c.hyp_start_idx : c.hyp_end_idx])
+        return cls(subs, dels, ins)
+
+    def top(self, n: int = 10) -> dict[str, list[dict]]:
+        """The ``n`` most frequent of each kind, ties in alphabetical order, as plain data."""
+
+        def most(counter: Counter) -> list:
+            return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+        return {
+            "substitutions": [
+                {"reference": r, "hypothesis": h, "count": k} for (r, h), k in most(self.substitutions)
+            ],
+            "deletions": [{"word": w, "count": k} for w, k in most(self.deletions)],
+            "insertions": [{"word": w, "count": k} for w, k in most(self.insertions)],
+        }
+
+
+BOOTSTRAP_CHUNK = 1 << 22  # resampled utterance indices held in memory at once
+
+
+def bootstrap_ci(
+    errors: Sequence[int] | np.ndarray,
+    totals: Sequence[int] | np.ndarray,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the corpus rate sum(errors) / sum(totals).
+
+    Utterances are resampled with replacement ``n_resamples`` times from a generator seeded with ``seed``,
+    so the interval is the same for the same inputs and seed.
+    """
+    errors, totals = np.asarray(errors, np.int64), np.asarray(totals, np.int64)
+    n = errors.size
+    if n == 0 or totals.size != n:
+        raise ValueError(
+            f"bootstrap needs matching non-empty counts, got {n} errors and {totals.size} totals"
+        )
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be positive, got {n_resamples}")
+    rng = np.random.default_rng(seed)
+    rates = np.empty(n_resamples)
+    step = max(1, BOOTSTRAP_CHUNK // n)
+    for start in range(0, n_resamples, step):
+        rows = min(step, n_resamples - start)
+        idx = rng.integers(0, n, size=(rows, n))  # (rows, n) utterance indices, one resample per row
+        rates[start : start + rows] = errors[idx].sum(1) / np.maximum(totals[idx].sum(1), 1)
+    low, high = np.quantile(rates, [0.025, 0.975])
+    return float(low), float(high)
+
+
+@dataclass
+class ScoreReport:
+    """Everything a scoring run reports: counts, alignments, confusions and 95% intervals."""
+
+    total: ErrorCounts
+    per_utt: list[ErrorCounts]
+    alignment: jiwer.WordOutput
+    confusions: Confusions
+    wer_ci: tuple[float, float]
+    cer_ci: tuple[float, float]
+    normalized: bool
+    n_resamples: int
+    seed: int
+
+    def summary(self, top: int = 10) -> dict:
+        """A JSON-able summary: rates, counts, intervals, bootstrap settings and the top confusions."""
+        t = self.total
+        return {
+            "utterances": len(self.per_utt),
+            "normalized": self.normalized,
+            "wer": t.wer,
+            "wer_ci95": list(self.wer_ci),
+            "cer": t.cer,
+            "cer_ci95": list(self.cer_ci),
+            "word_errors": t.word_errors,
+            **asdict(t),
+            "bootstrap": {"resamples": self.n_resamples, "seed": self.seed},
+            "confusions": self.confusions.top(top),
+        }
+
+    def alignments_text(self, ids: Sequence[str]) -> str:
+        """Each utterance's alignment as jiwer draws it, under a header with its id and counts."""
+        blocks = []
+        for i, (uid, c) in enumerate(zip(ids, self.per_utt, strict=True)):
+            one = dataclasses.replace(
+                self.alignment,
+                references=self.alignment.references[i : i + 1],
+                hypotheses=self.alignment.hypotheses[i : i + 1],
+                alignments=self.alignment.alignments[i : i + 1],
+            )
+            drawing = jiwer.visualize_alignment(one, show_measures=False, skip_correct=False)
+            body = drawing.partition("\n\n")[2]  # drop jiwer's "=== SENTENCE 1 ===" header
+            header = f"=== {uid} === S={c.substitutions} D={c.deletions} I={c.insertions} N={c.words}"
+            blocks.append(f"{header}\n{body.rstrip()}\n")
+        return "\n".join(blocks)
+
+
+def score_report(
+    references: Sequence[str],
+    hypotheses: Sequence[str],
+    normalize: bool = True,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> ScoreReport:
+    """Score paired utterances: counts, word alignments, confusions and bootstrap WER/CER intervals."""
+    alignment = word_alignment(references, hypotheses, normalize)
+    total, per_utt = score(references, hypotheses, normalize)
+    counts = np.array([(u.word_errors, u.words, u.char_errors, u.chars) for u in per_utt])  # (N, 4)
+    return ScoreReport(
+        total,
+        per_utt,
+        alignment,
+        Confusions.from_alignment(alignment),
+        bootstrap_ci(counts[:, 0], counts[:, 1], n_resamples, seed),
+        bootstrap_ci(counts[:, 2], counts[:, 3], n_resamples, seed),
+        normalize,
+        n_resamples,
+        seed,
+    )

@@ -137,3 +137,19 @@ def test_train_writes_resolved_config_and_resumes(corpus, tiny_model, tmp_path):
 def test_usage_error():
     out = asr("transcribe")
     assert out.returncode == EXIT_USAGE and "usage:" in out.stderr
+
+
+def test_transcribe_timestamps_and_subtitles(trained_model, corpus, tmp_path):
+    files = [u.audio_filepath for u in read_manifest(corpus["test"])[:2]]
+    js = asr("transcribe", files[0], "--model", trained_model, "--format", "json", "--timestamps")
+    assert js.returncode == 0, js.stderr
+    row = json.loads(js.stdout)
+    assert row["text"] == " ".join(w["word"] for w in row["words"])
+    assert all(0 <= w["start"] <= w["end"] and 0 <= w["confidence"] <= 1 for w in row["words"])
+    srt = asr("transcribe", *files, "--model", trained_model, "--format", "srt", "--output-dir", tmp_path)
+    assert srt.returncode == 0, srt.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{p.rsplit('/', 1)[1][:-4]}.srt" for p in files
+    )
+    assert asr("transcribe", files[0], "--model", trained_model, "--timestamps").returncode == EXIT_USAGE
+    assert asr("transcribe", *files, "--model", trained_model, "--format", "vtt").returncode == EXIT_USAGE

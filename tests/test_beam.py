@@ -1,0 +1,145 @@
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from asr.decode import (
+    CTCDecoder,
+    DecoderConfig,
+    DecoderError,
+    decode_batch,
+    greedy_decode,
+    write_lexicon,
+)
+from asr.text import BLANK_ID, CharTokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKENIZER = CharTokenizer.english()
+V = TOKENIZER.vocab_size
+
+
+def _build_arpa(sentences: list[str], order: int) -> str:
+    spec = importlib.util.spec_from_file_location("build_lm", ROOT / "tools" / "build_lm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_arpa(sentences, order)
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory) -> str:
+    """A bigram LM in which "the cut" is far likelier than "the cat"."""
+    path = tmp_path_factory.mktemp("lm") / "lm.arpa"
+    path.write_text(_build_arpa(["the cut"] * 6 + ["a cut", "the cat sat", "the dog sat"], 2))
+    return str(path)
+
+
+def _frames(spec: list[dict[str, float]]) -> torch.Tensor:
+    """(T, V) log-probs: each frame gives the listed characters ("_" for blank) these probabilities and
+    shares what is left among the other tokens."""
+    lp = torch.empty(len(spec), V)
+    for t, probs in enumerate(spec):
+        lp[t] = math.log(max(1 - sum(probs.values()), 1e-6) / (V - len(probs)))
+        for c, p in probs.items():
+            lp[t, BLANK_ID if c == "_" else TOKENIZER.symbols.index(c)] = math.log(p)
+    return lp
+
+
+def _spelled(text: str, p: float = 0.98) -> list[dict[str, float]]:
+    """Peaked frames reading ``text`` with a blank between repeated characters."""
+    frames = []
+    for i, c in enumerate(text):
+        if i and text[i - 1] == c:
+            frames.append({"_": p})
+        frames.append({c: p})
+    return frames
+
+
+AMBIGUOUS = _spelled("the c") + [{"a": 0.6, "u": 0.4}] + _spelled("t")  # greedy: "the cat"
+
+
+def test_beam_without_lm_equals_greedy_on_peaked_emissions():
+    g = torch.Generator().manual_seed(0)
+    paths = torch.randint(0, V, (4, 30), generator=g)  # random best paths, blanks and repeats included
+    log_probs = torch.randn(4, 30, V, generator=g) - 6.0
+    log_probs.scatter_(2, paths[..., None], 0.0)
+    log_probs = log_probs.log_softmax(-1)
+    lens = torch.tensor([30, 25, 12, 1])
+    greedy = CTCDecoder(TOKENIZER, DecoderConfig()).decode(log_probs, lens)
+    beam = CTCDecoder(TOKENIZER, DecoderConfig(kind="beam", beam_size=8)).decode(log_probs, lens)
+    assert [h[0].tokens for h in beam] == [h[0].tokens for h in greedy]
+    assert [h[0].text for h in beam] == [TOKENIZER.decode(ids) for ids in greedy_decode(log_probs, lens)]
+    assert [h[0].score for h in beam] == pytest.approx([h[0].score for h in greedy], abs=1e-4)  # best path
+    assert any(len(h[0].tokens) > 5 for h in greedy)
+
+
+@pytest.mark.parametrize("lexicon_free", [False, True], ids=["lexicon-from-lm", "lexicon-free"])
+def test_lm_flips_an_acoustically_ambiguous_word(lm, lexicon_free):
+    lp, lens = _frames(AMBIGUOUS)[None], torch.tensor([len(AMBIGUOUS)])
+    greedy = CTCDecoder(TOKENIZER, DecoderConfig()).decode(lp, lens)[0]
+    no_lm = CTCDecoder(TOKENIZER, DecoderConfig(kind="beam")).decode(lp, lens)[0]
+    with_lm = CTCDecoder(TOKENIZER, DecoderConfig(kind="beam", lm=lm, lexicon_free=lexicon_free))
+    assert greedy[0].text == no_lm[0].text == "the cat"
+    assert with_lm.decode(lp, lens)[0][0].text == "the cut"
+
+
+def test_lexicon_and_lexicon_free_word_lm_score_alike(lm):
+    lp, lens = _frames(AMBIGUOUS)[None], torch.tensor([len(AMBIGUOUS)])
+    scores = [
+        CTCDecoder(TOKENIZER, DecoderConfig(kind="beam", lm=lm, lexicon_free=free, word_score=0.5))
+        .decode(lp, lens)[0][0]
+        .score
+        for free in (False, True)
+    ]
+    assert scores[0] == pytest.approx(scores[1], abs=1e-4)
+
+
+def test_lexicon_constrains_the_words(tmp_path):
+    write_lexicon(tmp_path / "lexicon.txt", ["cat", "cut", "dot"])
+    frames = _spelled("dog cut")
+    lp, lens = _frames(frames)[None], torch.tensor([len(frames)])
+    assert CTCDecoder(TOKENIZER, DecoderConfig()).decode(lp, lens)[0][0].text == "dog cut"
+    config = DecoderConfig(kind="beam", lexicon=str(tmp_path / "lexicon.txt"), nbest=5)
+    hyps = CTCDecoder(TOKENIZER, config).decode(lp, lens)[0]
+    assert hyps[0].text == "dot cut"
+    assert all(set(h.text.split()) <= {"cat", "cut", "dot"} for h in hyps)
+
+
+def test_nbest_is_sorted_and_distinct(lm):
+    lp, lens = _frames(AMBIGUOUS)[None], torch.tensor([len(AMBIGUOUS)])
+    for config in (DecoderConfig(kind="beam", nbest=5), DecoderConfig(kind="beam", lm=lm, nbest=5)):
+        hyps = CTCDecoder(TOKENIZER, config).decode(lp, lens)[0]
+        assert len(hyps) == 5
+        assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+        assert len({h.text for h in hyps}) == 5
+        assert all(h.tokens == TOKENIZER.encode(h.text) for h in hyps)
+
+
+def test_parallel_decode_equals_in_process(lm):
+    g = torch.Generator().manual_seed(1)
+    emissions = []
+    for n in (20, 9, 14, 30, 5, 17):
+        log_probs = (torch.randn(n + 3, V, generator=g) * 3).log_softmax(-1)  # 3 frames of padding
+        emissions.append((log_probs.numpy(), n))
+    config = DecoderConfig(kind="beam", lm=lm, lexicon_free=True, beam_size=10, nbest=3)
+    in_process = decode_batch(TOKENIZER, config, emissions, processes=1)
+    assert decode_batch(TOKENIZER, config, emissions, processes=2) == in_process
+    assert len(in_process) == 6 and all(1 <= len(h) <= 3 for h in in_process)
+
+
+def test_bad_settings_fail_early(tmp_path):
+    with pytest.raises(DecoderError, match="kind"):
+        DecoderConfig(kind="viterbi")
+    with pytest.raises(DecoderError, match="beam"):
+        DecoderConfig(lm="lm.arpa")
+    with pytest.raises(DecoderError, match="not both"):
+        DecoderConfig(kind="beam", lexicon="lexicon.txt", lexicon_free=True)
+    with pytest.raises(DecoderError, match="not found"):
+        CTCDecoder(TOKENIZER, DecoderConfig(kind="beam", lm=str(tmp_path / "missing.arpa")))
+    (tmp_path / "unigram.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\n-1.0\tfoo\n\n\\end\\\n")
+    with pytest.raises(DecoderError, match="cannot load the LM: .*bigram"):
+        CTCDecoder(TOKENIZER, DecoderConfig(kind="beam", lm=str(tmp_path / "unigram.arpa")))
+    (tmp_path / "lm.bin").write_bytes(b"mmap lm http://kheafield.com/code format version 5\n\0\0")
+    with pytest.raises(DecoderError, match="needs a lexicon"):
+        CTCDecoder(TOKENIZER, DecoderConfig(kind="beam", lm=str(tmp_path / "lm.bin")))
