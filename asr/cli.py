@@ -19,7 +19,7 @@ Train, evaluate and run CTC bidirectional-RNN speech recognisers.
 
   asr train --config conf/small.yaml data.train_manifest=train.jsonl data.val_manifest=dev.jsonl
   asr transcribe audio.wav --model exp/run/checkpoints/last.ckpt [--format srt]
-  asr evaluate test.jsonl --model model.ckpt --report report.jsonl
+  asr evaluate test.jsonl --model model.ckpt --report report.jsonl [--decoder beam --lm lm.arpa]
   asr export exp/run/checkpoints/best.ckpt model.pt
 """
 
@@ -74,6 +74,18 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True, help="checkpoint (training or exported)")
     e.add_argument("--report", help="write one JSON line per utterance (reference, hypothesis, errors) here")
     e.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    e.add_argument(
+        "--decoder", choices=("greedy", "beam"), default="greedy", help="greedy (default) or beam search"
+    )
+    e.add_argument("--lm", help="word n-gram LM for beam search: ARPA (tools/build_lm.py) or KenLM binary")
+    e.add_argument("--lexicon", help="'word c h a r s |' lines (default with --lm: the LM's words)")
+    e.add_argument("--lexicon-free", action="store_true", help="beam search: any character string is a word")
+    e.add_argument("--beam-size", type=int, default=50, help="hypotheses kept per frame (default 50)")
+    e.add_argument(
+        "--lm-weight", type=float, default=2.0, help="times the LM's log10 probability (default 2)"
+    )
+    e.add_argument("--word-score", type=float, default=0.0, help="added per word (default 0)")
+    e.add_argument("--processes", type=int, default=1, help="beam search worker processes (default 1)")
 
     x = sub.add_parser(
         "export",
@@ -144,12 +156,24 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from asr.checkpoint import CheckpointError, load_model
+    from asr.decode import DecoderConfig, DecoderError
     from asr.inference import evaluate_manifest
     from asr.manifest import ManifestError
 
     try:
+        decoder = DecoderConfig(
+            kind=args.decoder,
+            beam_size=args.beam_size,
+            lm=args.lm,
+            lexicon=args.lexicon,
+            lexicon_free=args.lexicon_free,
+            lm_weight=args.lm_weight,
+            word_score=args.word_score,
+        )
         model = load_model(args.model, args.device)
-        counts, skipped = evaluate_manifest(model, args.manifest, args.report)
+        counts, skipped = evaluate_manifest(model, args.manifest, args.report, decoder, args.processes)
+    except DecoderError as e:
+        return _fail(str(e), EXIT_USAGE)
     except CheckpointError as e:
         return _fail(str(e), EXIT_CHECKPOINT)
     except ManifestError as e:

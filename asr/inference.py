@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.audio import AudioError, load_audio
+from asr.decode import DecoderConfig, Emission, decode_batch
 from asr.manifest import read_manifest
 from asr.metrics import ErrorCounts, score, write_report
 from asr.recognizer import Recognizer
@@ -74,15 +75,48 @@ def transcribe_files(
     return out
 
 
+def decode_files(
+    model: Recognizer,
+    paths: Sequence[str | Path],
+    decoder: DecoderConfig,
+    processes: int = 1,
+    chunk: int = 64,
+) -> list[Transcript]:
+    """Transcripts of audio files with ``decoder`` (beam search spread over ``processes``)."""
+    if decoder.kind == "greedy":
+        return transcribe_files(model, paths, chunk)
+    paths = [str(p) for p in paths]
+    emissions: dict[int, Emission] = {}
+    errors: dict[int, str] = {}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending = [pool.submit(lambda c=c: [_load(p) for p in c]) for c in _chunks(paths, chunk)]
+        for start, future in zip(range(0, len(paths), chunk), pending):
+            loaded = future.result()
+            good = [i for i, w in enumerate(loaded) if not isinstance(w, AudioError)]
+            errors.update({start + i: str(w) for i, w in enumerate(loaded) if isinstance(w, AudioError)})
+            emissions.update(zip([start + i for i in good], model.emissions([loaded[i] for i in good])))
+    keys = sorted(emissions)
+    hyps = dict(zip(keys, decode_batch(model.tokenizer, decoder, [emissions[k] for k in keys], processes)))
+    return [
+        Transcript(p, hyps[i][0].text if hyps[i] else "") if i in hyps else Transcript(p, None, errors[i])
+        for i, p in enumerate(paths)
+    ]
+
+
 def evaluate_manifest(
-    model: Recognizer, manifest: str | Path, report: str | Path | None = None
+    model: Recognizer,
+    manifest: str | Path,
+    report: str | Path | None = None,
+    decoder: DecoderConfig | None = None,
+    processes: int = 1,
 ) -> tuple[ErrorCounts, int]:
     """Corpus WER/CER counts over a manifest and the number of unreadable files skipped.
 
-    ``report`` gets one JSON line per utterance (reference, hypothesis, errors).
+    ``report`` gets one JSON line per utterance (reference, hypothesis, errors). The decoder defaults to
+    greedy.
     """
     utts = read_manifest(manifest)
-    results = transcribe_files(model, [u.audio_filepath for u in utts])
+    results = decode_files(model, [u.audio_filepath for u in utts], decoder or DecoderConfig(), processes)
     kept = [(u, r) for u, r in zip(utts, results) if r.text is not None]
     for r in results:
         if r.text is None:

@@ -6,7 +6,7 @@ computed the same way. A checkpoint holds what it needs: config, tokenizer, norm
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from asr.audio import SAMPLE_RATE
 from asr.config import Config
-from asr.decode import greedy_decode
+from asr.decode import Emission, greedy_decode
 from asr.features import FeatureExtractor, num_frames, window_samples
 from asr.model import Encoder
 from asr.text import CharTokenizer
@@ -50,11 +50,14 @@ class Recognizer(nn.Module):
         feats, feat_lens = self.frontend(waves, wave_lens)  # (B, T, F)
         return self.encoder(feats, feat_lens)
 
-    @torch.inference_mode()
-    def transcribe(self, waves: Sequence[np.ndarray], max_batch_seconds: float = 200.0) -> list[str]:
-        """Greedy transcripts of 16 kHz mono waveforms, batched by similar length."""
+    def batches(
+        self, waves: Sequence[np.ndarray], max_batch_seconds: float = 200.0
+    ) -> Iterator[tuple[list[int], Tensor, Tensor]]:
+        """Run waveforms through the model in batches of similar length (sorted, within the budget).
+
+        Yields (indices into ``waves``, log_probs (B, T', V), out_lens (B,)).
+        """
         order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
-        texts: list[str] = [""] * len(waves)
         budget = max_batch_seconds * SAMPLE_RATE
         start = 0
         while start < len(order):
@@ -62,12 +65,27 @@ class Recognizer(nn.Module):
             while end < len(order) and len(waves[order[end]]) * (end - start + 1) <= budget:
                 end += 1
             idx = order[start:end]
-            batch, lens = self.pad([waves[i] for i in idx])
-            log_probs, out_lens = self(batch, lens)
+            yield idx, *self(*self.pad([waves[i] for i in idx]))
+            start = end
+
+    @torch.inference_mode()
+    def transcribe(self, waves: Sequence[np.ndarray], max_batch_seconds: float = 200.0) -> list[str]:
+        """Greedy transcripts of 16 kHz mono waveforms."""
+        texts: list[str] = [""] * len(waves)
+        for idx, log_probs, out_lens in self.batches(waves, max_batch_seconds):
             for i, ids in zip(idx, greedy_decode(log_probs, out_lens)):
                 texts[i] = self.tokenizer.decode(ids)
-            start = end
         return texts
+
+    @torch.inference_mode()
+    def emissions(self, waves: Sequence[np.ndarray], max_batch_seconds: float = 200.0) -> list[Emission]:
+        """Each waveform's (T', V) float32 log-probabilities on the CPU and T', for beam search."""
+        out: list[Emission] = [(np.empty((0, self.tokenizer.vocab_size), np.float32), 0)] * len(waves)
+        for idx, log_probs, out_lens in self.batches(waves, max_batch_seconds):
+            log_probs, lens = log_probs.float().cpu().numpy(), out_lens.tolist()
+            for row, i in enumerate(idx):
+                out[i] = (np.ascontiguousarray(log_probs[row, : lens[row]]), lens[row])
+        return out
 
     def pad(self, waves: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
         """Zero-pad waveforms (each to at least :attr:`min_samples`) into (B, S) on the model's device."""

@@ -1,6 +1,4 @@
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,25 +11,18 @@ from asr.decode import (
     greedy_decode,
     write_lexicon,
 )
+from asr.lm import build_arpa
 from asr.text import BLANK_ID, CharTokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = CharTokenizer.english()
 V = TOKENIZER.vocab_size
-
-
-def _build_arpa(sentences: list[str], order: int) -> str:
-    spec = importlib.util.spec_from_file_location("build_lm", ROOT / "tools" / "build_lm.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_arpa(sentences, order)
 
 
 @pytest.fixture(scope="module")
 def lm(tmp_path_factory) -> str:
     """A bigram LM in which "the cut" is far likelier than "the cat"."""
     path = tmp_path_factory.mktemp("lm") / "lm.arpa"
-    path.write_text(_build_arpa(["the cut"] * 6 + ["a cut", "the cat sat", "the dog sat"], 2))
+    path.write_text(build_arpa(["the cut"] * 6 + ["a cut", "the cat sat", "the dog sat"], 2))
     return str(path)
 
 

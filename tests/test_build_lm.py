@@ -10,6 +10,7 @@ from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary
 
 from asr.decode import CTCDecoder, DecoderConfig, read_lexicon
+from asr.lm import best_weights, tune_weights
 from asr.text import CharTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,10 +148,10 @@ def test_grid_search_finds_the_lm_weight_that_fixes_an_ambiguous_word(tmp_path):
     frames[5, tokenizer.symbols.index("u")] = math.log(0.4)  # "a" 0.6, "u" 0.4: greedy says "cat"
     frames[5, tokenizer.symbols.index("a")] = math.log(0.6)
     base = DecoderConfig(kind="beam", lm=str(tmp_path / "lm.arpa"))
-    results = tune_lm.grid_search(tokenizer, [(frames, 7)], ["the cut"], base, [0.0, 2.0], [0.0, 1.0])
+    results = tune_weights(tokenizer, [(frames, 7)], ["the cut"], base, [0.0, 2.0], [0.0, 1.0])
     assert [(w, s) for w, s, _ in results] == [(0.0, 0.0), (0.0, 1.0), (2.0, 0.0), (2.0, 1.0)]
     assert [c.word_errors for _, _, c in results] == [1, 1, 0, 0]
-    assert tune_lm.best(results)[:2] == (2.0, 0.0)
+    assert best_weights(results)[:2] == (2.0, 0.0)
 
 
 def test_tune_lm_script_runs(trained_model, corpus, tmp_path, capsys):

@@ -153,3 +153,24 @@ def test_transcribe_timestamps_and_subtitles(trained_model, corpus, tmp_path):
     )
     assert asr("transcribe", files[0], "--model", trained_model, "--timestamps").returncode == EXIT_USAGE
     assert asr("transcribe", *files, "--model", trained_model, "--format", "vtt").returncode == EXIT_USAGE
+
+
+def test_evaluate_with_beam_search_and_lm(trained_model, corpus, tmp_path):
+    from asr.lm import build_arpa
+
+    texts = [u.text for u in read_manifest(corpus["train"]) + read_manifest(corpus["test"])]
+    (tmp_path / "lm.arpa").write_text(build_arpa(texts, 2))
+    out = asr(
+        "evaluate",
+        corpus["test"],
+        "--model",
+        trained_model,
+        "--decoder",
+        "beam",
+        "--lm",
+        tmp_path / "lm.arpa",
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("WER ")
+    bad = asr("evaluate", corpus["test"], "--model", trained_model, "--lm", tmp_path / "lm.arpa")
+    assert bad.returncode == EXIT_USAGE and "beam" in bad.stderr

@@ -14,59 +14,14 @@ be read or a file is unusable. A list starting with a negative value needs "=": 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-from collections.abc import Sequence
-
-import numpy as np
-import torch
 
 from asr.audio import AudioError, load_audio
 from asr.checkpoint import CheckpointError, load_model
-from asr.decode import DecodePool, DecoderConfig, DecoderError, Emission, decode_batch
+from asr.decode import DecoderConfig, DecoderError, decode_batch
+from asr.lm import best_weights, tune_weights
 from asr.manifest import ManifestError, read_manifest
 from asr.metrics import ErrorCounts, score
-from asr.recognizer import Recognizer
-from asr.text import CharTokenizer
-
-
-@torch.inference_mode()
-def compute_emissions(model: Recognizer, waves: Sequence[np.ndarray], batch_size: int = 16) -> list[Emission]:
-    """Each waveform's (T, V) float32 log-probabilities and T, batched by similar length."""
-    order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
-    out: list[Emission] = [(np.empty(0, np.float32), 0)] * len(waves)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        log_probs, lens = model(*model.pad([waves[i] for i in idx]))  # (B, T, V), (B,)
-        log_probs, lens = log_probs.float().cpu().numpy(), lens.tolist()
-        for row, i in enumerate(idx):
-            out[i] = (np.ascontiguousarray(log_probs[row, : lens[row]]), lens[row])
-    return out
-
-
-def grid_search(
-    tokenizer: CharTokenizer,
-    emissions: Sequence[Emission],
-    references: Sequence[str],
-    base: DecoderConfig,
-    lm_weights: Sequence[float],
-    word_scores: Sequence[float],
-    processes: int = 1,
-) -> list[tuple[float, float, ErrorCounts]]:
-    """Corpus error counts of ``base`` with each (lm_weight, word_score), in grid order."""
-    results = []
-    with DecodePool(tokenizer, processes) as pool:
-        for weight in lm_weights:
-            for word_score in word_scores:
-                config = dataclasses.replace(base, lm_weight=weight, word_score=word_score)
-                hyps = [h[0].text if h else "" for h in pool.decode(config, emissions)]
-                results.append((weight, word_score, score(references, hyps)[0]))
-    return results
-
-
-def best(results: Sequence[tuple[float, float, ErrorCounts]]) -> tuple[float, float, ErrorCounts]:
-    """The pair with the lowest WER, then the lowest CER."""
-    return min(results, key=lambda r: (r[2].wer, r[2].cer))
 
 
 def _floats(text: str) -> list[float]:
@@ -103,11 +58,11 @@ def main(argv: list[str] | None = None) -> int:
             lexicon=args.lexicon,
             lexicon_free=args.lexicon_free,
         )
-        emissions = compute_emissions(model, waves)
+        emissions = model.emissions(waves)
         references = [u.text for u in utts]
         greedy = [h[0].text for h in decode_batch(model.tokenizer, DecoderConfig(), emissions)]
         print(_line("greedy                            ", score(references, greedy)[0]))
-        results = grid_search(
+        results = tune_weights(
             model.tokenizer, emissions, references, base, args.lm_weights, args.word_scores, args.processes
         )
     except (CheckpointError, ManifestError, AudioError, DecoderError) as e:
@@ -115,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for weight, word_score, counts in results:
         print(_line(f"lm_weight {weight:6.2f}  word_score {word_score:6.2f}", counts))
-    weight, word_score, counts = best(results)
+    weight, word_score, counts = best_weights(results)
     print(_line(f"best: --lm-weight {weight:g} --word-score {word_score:g}", counts))
     return 0
 

@@ -31,12 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-dir", type=Path, default=Path("data/an4"), help="manifests (and download) go here")
     p.add_argument("--exp-dir", type=Path, default=Path("exp/an4"), help="checkpoints, logs and results")
     p.add_argument("--config", type=Path, default=HERE / "conf" / "an4.yaml")
+    p.add_argument(
+        "--lm-order",
+        type=int,
+        default=3,
+        help="also score with beam search and an n-gram LM "
+        "of this order built from the training text (0: greedy only)",
+    )
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         manifests = prepare_an4(args.out_dir, args.data_dir)
-        run_recipe(recipe_config(args.config, manifests, args.exp_dir, args.overrides))
+        run_recipe(recipe_config(args.config, manifests, args.exp_dir, args.overrides), args.lm_order)
     except (PrepareError, DownloadError, ExtractError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -31,12 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dev", type=int, default=100, help="validation utterances")
     p.add_argument("--test", type=int, default=100, help="test utterances (sentences unseen in training)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--lm-order",
+        type=int,
+        default=3,
+        help="also score with beam search and an n-gram LM "
+        "of this order built from the training text (0: greedy only)",
+    )
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     manifests = make_corpus(args.out_dir, args.train, args.dev, args.test, seed=args.seed)
     try:
-        run_recipe(recipe_config(args.config, manifests, args.exp_dir, args.overrides))
+        run_recipe(recipe_config(args.config, manifests, args.exp_dir, args.overrides), args.lm_order)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
