@@ -5,6 +5,7 @@ Recipes differ by their data preparation and config, not by their training code.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
@@ -26,6 +27,22 @@ from asr.train import train
 log = logging.getLogger(__name__)
 LM_WEIGHTS = (0.5, 1.0, 2.0)  # the grid tuned on dev when a recipe scores with an LM
 WORD_SCORES = (0.0, 1.0)
+
+
+def add_recipe_arguments(p: argparse.ArgumentParser, exp_dir: str, config: Path) -> None:
+    """The options every recipe's train.py shares; the recipe adds its data options itself."""
+    p.add_argument("--exp-dir", type=Path, default=Path(exp_dir), help="checkpoints, logs and results")
+    p.add_argument("--config", type=Path, default=config)
+    p.add_argument(
+        "--lm-order",
+        type=int,
+        default=3,
+        help="also score with beam search and an n-gram LM of this order built from the training text "
+        "(0: greedy only)",
+    )
+    p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. trainer.max_epochs=5"
+    )
 
 
 def recipe_config(

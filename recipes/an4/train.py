@@ -20,7 +20,7 @@ from prepare import PrepareError, prepare_an4
 
 from asr.config import ConfigError
 from asr.download import DownloadError, ExtractError
-from asr.recipe import recipe_config, run_recipe
+from asr.recipe import add_recipe_arguments, recipe_config, run_recipe
 
 HERE = Path(__file__).resolve().parent
 
@@ -29,16 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, help="existing AN4 tree; without it the corpus is downloaded")
     p.add_argument("--out-dir", type=Path, default=Path("data/an4"), help="manifests (and download) go here")
-    p.add_argument("--exp-dir", type=Path, default=Path("exp/an4"), help="checkpoints, logs and results")
-    p.add_argument("--config", type=Path, default=HERE / "conf" / "an4.yaml")
-    p.add_argument(
-        "--lm-order",
-        type=int,
-        default=3,
-        help="also score with beam search and an n-gram LM "
-        "of this order built from the training text (0: greedy only)",
-    )
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    add_recipe_arguments(p, "exp/an4", HERE / "conf" / "an4.yaml")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

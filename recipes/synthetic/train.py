@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from asr.config import ConfigError
-from asr.recipe import recipe_config, run_recipe
+from asr.recipe import add_recipe_arguments, recipe_config, run_recipe
 from asr.synth import make_corpus
 
 HERE = Path(__file__).resolve().parent
@@ -25,20 +25,11 @@ HERE = Path(__file__).resolve().parent
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out-dir", type=Path, default=Path("data/synthetic"), help="corpus folder")
-    p.add_argument("--exp-dir", type=Path, default=Path("exp/synthetic"), help="checkpoints, logs, results")
-    p.add_argument("--config", type=Path, default=HERE / "conf" / "demo.yaml")
     p.add_argument("--train", type=int, default=1500, help="training utterances")
     p.add_argument("--dev", type=int, default=100, help="validation utterances")
     p.add_argument("--test", type=int, default=100, help="test utterances (sentences unseen in training)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--lm-order",
-        type=int,
-        default=3,
-        help="also score with beam search and an n-gram LM "
-        "of this order built from the training text (0: greedy only)",
-    )
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    add_recipe_arguments(p, "exp/synthetic", HERE / "conf" / "demo.yaml")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     manifests = make_corpus(args.out_dir, args.train, args.dev, args.test, seed=args.seed)
