@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,25 @@ class Utterance:
         return Path(self.audio_filepath).stem
 
 
+def json_objects(path: str | Path, lines: Iterable[str | bytes]) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-empty JSON line; :class:`ManifestError` names a bad line."""
+    for number, raw in enumerate(lines, start=1):
+        where = f"{path}:{number}"
+        try:
+            line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as e:
+            raise ManifestError(f"{where}: not valid UTF-8 (byte {e.start})") from None
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(entry, dict):
+            raise ManifestError(f"{where}: expected a JSON object")
+        yield number, entry
+
+
 def read_manifest(path: str | Path) -> list[Utterance]:
     """Read a JSONL manifest; raises :class:`ManifestError` naming the line of the first bad entry."""
     path = Path(path)
@@ -42,20 +61,8 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     base = path.resolve().parent
     utts = []
     with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
+        for number, entry in json_objects(path, f):
             where = f"{path}:{number}"
-            try:
-                line = raw.decode("utf-8").strip()
-            except UnicodeDecodeError as e:
-                raise ManifestError(f"{where}: not valid UTF-8 (byte {e.start})") from None
-            if not line:
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ManifestError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(entry, dict):
-                raise ManifestError(f"{where}: expected a JSON object")
             missing = [k for k in REQUIRED_KEYS if k not in entry]
             if missing:
                 raise ManifestError(f"{where}: missing key(s) {', '.join(missing)}")

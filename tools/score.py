@@ -25,6 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from asr.manifest import ManifestError, json_objects
 from asr.metrics import ScoreReport, score_report
 
 FORMATS = ("auto", "text", "id", "trn", "manifest")
@@ -60,15 +61,11 @@ def _detect(lines: list[str]) -> str:
 
 def _manifest(path: Path, lines: list[str], side: str) -> list[tuple[str, str]]:
     rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{number}: malformed JSON ({e.msg})") from None
-        if not isinstance(entry, dict):
-            raise InputError(f"{path}:{number}: expected a JSON object")
+    try:
+        entries = list(json_objects(path, lines))
+    except ManifestError as e:
+        raise InputError(str(e)) from None
+    for number, entry in entries:
         key = next((k for k in KEYS[side] if isinstance(entry.get(k), str)), None)
         if key is None:
             raise InputError(f"{path}:{number}: no {' or '.join(repr(k) for k in KEYS[side])} string")
