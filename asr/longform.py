@@ -1,0 +1,141 @@
+"""Transcribing audio of any length with bounded memory: overlapping windows, merged by ownership.
+
+Algorithm
+---------
+1. The file is read block by block (``soundfile.SoundFile.blocks``), never whole. Each block is averaged to
+   mono and brought to 16 kHz: a stream resampler (``soxr.ResampleStream``) carries its filter state across
+   blocks, so block edges leave no clicks; audio already at 16 kHz goes through :func:`to_model_rate`.
+2. The 16 kHz samples are cut into windows of ``window_s`` seconds that start every
+   ``window_s - overlap_s`` seconds, so neighbours share ``overlap_s`` seconds. The last window runs from
+   its start to the end of the file (it may be shorter).
+3. A few windows at a time are padded into one batch and run through the model; each window is greedily
+   decoded and its words timed by forced alignment on that window's own frames
+   (:func:`asr.timing.align_words`), then shifted by the window's start.
+4. Merge: each window *owns* the span from ``start + overlap/2`` to ``end - overlap/2`` (the first window
+   from 0, the last to the end of the file). The owned spans tile the file without gap or overlap, and a
+   word is kept only from the window that owns its midpoint, so no word is lost or doubled at a boundary.
+
+Memory holds the current window, a small batch of windows and the list of words, whatever the length.
+
+Limit: a word is transcribed whole only if some window holds all of it. A word lies wholly inside the
+window owning its midpoint unless it is longer than ``overlap/2`` on the side of a boundary; such a word
+(or one spoken across the cut) may come out clipped, split or missed. Keep ``overlap_s`` comfortably above
+twice the longest word, and note that the model also sees less context near a window's edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+from asr.audio import SAMPLE_RATE, AudioError, _info, _reason, to_model_rate
+from asr.decode import greedy_decode
+from asr.recognizer import Recognizer
+from asr.timing import Word, align_words, frame_seconds
+
+BLOCK_FRAMES = 65536  # frames read from the file at a time
+WINDOWS_PER_BATCH = 4  # windows run through the model together
+
+
+def _samples(path: str | Path) -> Iterator[np.ndarray]:
+    """16 kHz mono float32 pieces of ``path``, read block by block, checked as :func:`load_audio` does."""
+    info = _info(path)
+    frames = 0
+    try:
+        with sf.SoundFile(str(path)) as f:
+            rate = f.samplerate
+            stream = (
+                None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, "float32", "HQ")
+            )
+            for block in f.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):  # (frames, channels)
+                if not np.isfinite(block).all():
+                    raise AudioError(path, "contains NaN or infinite samples")
+                frames += block.shape[0]
+                mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+                yield to_model_rate(mono, SAMPLE_RATE) if stream is None else stream.resample_chunk(mono)
+            if stream is not None:
+                yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        if isinstance(e, AudioError):
+            raise
+        raise AudioError(path, f"cannot decode audio ({_reason(e)})") from None
+    if frames == 0:
+        raise AudioError(path, "no audio samples")
+    if info.frames > 0 and frames < info.frames and info.format not in ("OGG", "MPEG"):
+        raise AudioError(path, f"truncated: header declares {info.frames} samples, file holds {frames}")
+
+
+def _windows(path: str | Path, window: int, hop: int) -> Iterator[tuple[int, np.ndarray, bool]]:
+    """(start sample, 16 kHz samples, is last) per window of ``window`` samples every ``hop`` samples."""
+    buffer = np.zeros(0, np.float32)  # samples from ``start`` on
+    start = 0
+    pending: tuple[int, np.ndarray] | None = None  # held back until we know whether it is the last
+    for piece in _samples(path):
+        buffer = np.concatenate([buffer, piece])
+        while len(buffer) >= window:
+            if pending is not None:
+                yield *pending, False
+            pending = (start, buffer[:window].copy())
+            buffer, start = buffer[hop:], start + hop
+    covered = pending[0] + window if pending is not None else 0  # end of the last full window
+    if pending is None or start + len(buffer) > covered:  # audio beyond the last full window
+        if pending is not None:
+            yield *pending, False
+        pending = (start, buffer)
+    yield *pending, True
+
+
+@torch.inference_mode()
+def _run(
+    model: Recognizer, batch: list[tuple[int, np.ndarray, bool]], overlap: float, frame_s: float
+) -> list[Word]:
+    """The owned, shifted words of a batch of (start sample, samples, is last) windows, in time order."""
+    log_probs, out_lens = model(*model.pad([w for _, w, _ in batch]))  # (B, T', V), (B,)
+    words: list[Word] = []
+    for (start, wave, last), ids, lp, n in zip(
+        batch, greedy_decode(log_probs, out_lens), log_probs, out_lens
+    ):
+        t0 = start / SAMPLE_RATE
+        lo = t0 + overlap / 2 if start > 0 else float("-inf")
+        hi = t0 + len(wave) / SAMPLE_RATE - overlap / 2 if not last else float("inf")
+        for w in align_words(lp[: int(n)], ids, model.tokenizer, frame_s):
+            s, e = round(w.start + t0, 3), round(w.end + t0, 3)
+            if lo <= (s + e) / 2 < hi:
+                words.append(Word(w.text, s, e, w.confidence))
+    return words
+
+
+def transcribe_long(
+    model: Recognizer, path: str | Path, window_s: float = 30.0, overlap_s: float = 4.0
+) -> list[Word]:
+    """Timed words of an audio file of any length, read and decoded in overlapping windows.
+
+    Raises :class:`AudioError` for an unreadable file and ValueError unless 0 <= overlap_s < window_s.
+    See the module docstring for the algorithm and its limit.
+    """
+    if not 0 <= overlap_s < window_s:
+        raise ValueError(f"need 0 <= overlap_s < window_s, got window_s={window_s} overlap_s={overlap_s}")
+    window = int(round(window_s * SAMPLE_RATE))
+    hop = window - int(round(overlap_s * SAMPLE_RATE))
+    overlap = (window - hop) / SAMPLE_RATE
+    frame_s = frame_seconds(model.cfg)
+    words: list[Word] = []
+    batch: list[tuple[int, np.ndarray, bool]] = []
+    for item in _windows(path, window, hop):
+        batch.append(item)
+        if len(batch) == WINDOWS_PER_BATCH or item[2]:
+            words += _run(model, batch, overlap, frame_s)
+            batch = []
+    return words
+
+
+def transcribe_long_text(
+    model: Recognizer, path: str | Path, window_s: float = 30.0, overlap_s: float = 4.0
+) -> str:
+    """The transcript of :func:`transcribe_long` as one line of words."""
+    return " ".join(w.text for w in transcribe_long(model, path, window_s, overlap_s))
