@@ -32,7 +32,7 @@ from torch import Tensor
 from torchaudio.models.decoder import CTCDecoder as FlashlightDecoder
 from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState, CTCHypothesis, ctc_decoder
 
-from asr.text import BLANK, BLANK_ID, SPACE, CharTokenizer, normalize_text
+from asr.text import BLANK, BLANK_ID, SPACE, CharTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -301,10 +301,10 @@ class CTCDecoder:
     def _hypotheses(self, results: list[CTCHypothesis]) -> list[Hypothesis]:
         best: dict[str, Hypothesis] = {}
         for r in sorted(results, key=lambda r: -r.score):
-            # normalised like references: a stray quote-like apostrophe at a word's edge is dropped
-            text = normalize_text(self.tokenizer.decode(self._words(r.tokens.tolist())))
+            tokens = self._words(r.tokens.tolist())
+            text = self.tokenizer.decode(tokens)
             if text not in best:
-                best[text] = Hypothesis(text, float(r.score), self.tokenizer.encode(text))
+                best[text] = Hypothesis(text, float(r.score), tokens)
             if len(best) == self.config.nbest:
                 break
         return list(best.values())
