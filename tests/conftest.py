@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from asr.config import load_config
+from asr.manifest import read_manifest, write_manifest
 from asr.synth import make_corpus
 from asr.train import train
 
@@ -49,3 +50,35 @@ def trained_model(corpus, tmp_path_factory) -> Path:
     )
     logging.getLogger("asr").setLevel(logging.INFO)
     return train(cfg)
+
+
+@pytest.fixture(scope="session")
+def memorised(corpus, tmp_path_factory) -> tuple[Path, Path]:
+    """A small model trained until it memorises 8 utterances: (best checkpoint, manifest of the 8)."""
+    tmp = tmp_path_factory.mktemp("memorised")
+    few = tmp / "few.jsonl"
+    write_manifest(few, [vars(u) | {"line": None} for u in read_manifest(corpus["train"])[:8]])
+    cfg = load_config(
+        None,
+        [
+            f"data.train_manifest={few}",
+            f"data.val_manifest={few}",
+            f"exp_dir={tmp / 'exp'}",
+            "data.max_batch_seconds=1000",
+            "data.num_workers=0",
+            "model.hidden_size=128",
+            "model.num_layers=2",
+            "model.conv_channels=16",
+            "model.dropout=0.0",
+            "specaug.freq_masks=0",
+            "specaug.time_masks=0",
+            "optim.lr=3e-3",
+            "optim.warmup_steps=10",
+            "optim.weight_decay=0.0",
+            "optim.final_lr_ratio=1.0",
+            "trainer.max_epochs=160",
+            "trainer.val_every_n_epochs=40",
+            "trainer.progress_bar=false",
+        ],
+    )
+    return train(cfg), few

@@ -6,47 +6,21 @@ import soundfile as sf
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.checkpoint import load_model
-from asr.config import load_config
 from asr.longform import _windows, transcribe_long, transcribe_long_text
-from asr.manifest import read_manifest, write_manifest
-from asr.train import train
+from asr.manifest import read_manifest
 
 
 @pytest.fixture(scope="module")
-def memorised(corpus, tmp_path_factory):
-    """A model that has memorised 8 utterances, and their waveforms."""
-    tmp = tmp_path_factory.mktemp("longform")
-    utts = read_manifest(corpus["train"])[:8]
-    few = tmp / "few.jsonl"
-    write_manifest(few, [vars(u) | {"line": None} for u in utts])
-    overrides = [
-        f"data.train_manifest={few}",
-        f"data.val_manifest={few}",
-        f"exp_dir={tmp / 'exp'}",
-        "data.max_batch_seconds=1000",
-        "data.num_workers=0",
-        "model.hidden_size=128",
-        "model.num_layers=2",
-        "model.conv_channels=16",
-        "model.dropout=0.0",
-        "specaug.freq_masks=0",
-        "specaug.time_masks=0",
-        "optim.lr=3e-3",
-        "optim.warmup_steps=10",
-        "optim.weight_decay=0.0",
-        "optim.final_lr_ratio=1.0",
-        "trainer.max_epochs=160",
-        "trainer.val_every_n_epochs=160",
-        "trainer.progress_bar=false",
-    ]
-    model = load_model(train(load_config(None, overrides))).eval()
-    return model, [load_audio(u.audio_filepath) for u in utts]
+def memorised_model(memorised):
+    """The model that has memorised 8 utterances (conftest), and their waveforms."""
+    best, few = memorised
+    return load_model(best).eval(), [load_audio(u.audio_filepath) for u in read_manifest(few)]
 
 
 @pytest.fixture(scope="module")
-def long_file(memorised, tmp_path_factory):
+def long_file(memorised_model, tmp_path_factory):
     """The 8 utterances with 0.3 s silences, repeated to over 60 s; and the words expected."""
-    model, waves = memorised
+    model, waves = memorised_model
     silence = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
     once = np.concatenate([x for w in waves for x in (w, silence)])
     repeats = int(np.ceil(60 * SAMPLE_RATE / len(once)))
@@ -72,15 +46,15 @@ def test_windows_tile_the_file(tmp_path):
             np.testing.assert_array_equal(w, wave[start : start + len(w)])
 
 
-def test_one_window_equals_transcribe(memorised, tmp_path):
-    model, waves = memorised
+def test_one_window_equals_transcribe(memorised_model, tmp_path):
+    model, waves = memorised_model
     path = tmp_path / "one.wav"
     sf.write(path, waves[0], SAMPLE_RATE, subtype="FLOAT")
     assert transcribe_long_text(model, path, window_s=10.0, overlap_s=3.0) == model.transcribe(waves[:1])[0]
 
 
-def test_long_file_words_are_timed_in_order(memorised, long_file):
-    model, _ = memorised
+def test_long_file_words_are_timed_in_order(memorised_model, long_file):
+    model, _ = memorised_model
     path, expected, duration = long_file
     words = transcribe_long(model, path, window_s=10.0, overlap_s=3.0)
     # The tiny memorising model garbles utterances heard amid others (its backward RNN hears what follows),
@@ -91,10 +65,10 @@ def test_long_file_words_are_timed_in_order(memorised, long_file):
     assert all(w.start < w.end for w in words)
 
 
-def test_unreadable_file_raises_audio_error(memorised, tmp_path):
+def test_unreadable_file_raises_audio_error(memorised_model, tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
     with pytest.raises(AudioError, match="not a readable audio file"):
-        transcribe_long(memorised[0], bad)
+        transcribe_long(memorised_model[0], bad)
     with pytest.raises(AudioError, match="file not found"):
-        transcribe_long(memorised[0], tmp_path / "missing.wav")
+        transcribe_long(memorised_model[0], tmp_path / "missing.wav")
