@@ -59,6 +59,14 @@ class DataConfig:
     max_duration: float = 20.0
     num_workers: int = 2
     vocabulary: str = "english"  # english (a-z, apostrophe, space) or "from_data" (characters of train text)
+    # Speed perturbation of training audio, e.g. [0.9, 1.0, 1.1] (Ko et al. 2015); empty for none. Each batch
+    # gets one factor drawn from (seed, epoch, batch), so a resumed run sees the same audio. Batches are
+    # packed as if slowed by the smallest factor, so max_batch_seconds holds for every factor.
+    speed_perturb: list[float] = field(default_factory=list)
+    sortagrad: bool = False  # first epoch shortest batches first (Amodei et al. 2016), then shuffled
+    # Global mean/std file (JSON): loaded when it exists, else computed from the training data and written
+    # there, so runs on the same data compute it once. Empty: computed per run, kept only in the checkpoint.
+    cmvn_stats: str = ""
 
 
 @dataclass
@@ -80,7 +88,9 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: str = "auto"
     num_nodes: int = 1
+    strategy: str = "auto"  # Lightning strategy: auto, ddp, ddp_spawn, ...
     accumulate_grad_batches: int = 1
+    checkpoint_every_n_steps: int = 0  # >0: also write last.ckpt every this many optimiser steps
     val_every_n_epochs: int = 1
     log_every_n_steps: int = 20
     progress_bar: bool = True
@@ -135,6 +145,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.vocabulary must be english or from_data, got {cfg.data.vocabulary!r}")
     if cfg.data.min_duration >= cfg.data.max_duration:
         raise ConfigError("data.min_duration must be below data.max_duration")
+    if any(not 0.5 <= f <= 2.0 for f in cfg.data.speed_perturb):
+        raise ConfigError(f"data.speed_perturb factors must lie in [0.5, 2], got {cfg.data.speed_perturb}")
+    if cfg.trainer.checkpoint_every_n_steps < 0:
+        raise ConfigError("trainer.checkpoint_every_n_steps must be >= 0")
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -8,13 +8,15 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pytorch_lightning as pl
+import soxr
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from asr.audio import AudioError, load_audio
+from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.config import DataConfig
 from asr.manifest import Utterance, read_manifest
 from asr.text import CharTokenizer, TokenizerError
@@ -105,8 +107,18 @@ def select_utterances(
     return kept
 
 
+def change_speed(wave: np.ndarray, factor: float) -> np.ndarray:
+    """Play a 16 kHz ``wave`` ``factor`` times faster, pitch too (sox ``speed``): n -> n / factor samples."""
+    if factor == 1.0:
+        return wave
+    return soxr.resample(wave, SAMPLE_RATE * factor, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
+
+
 class AsrDataset(Dataset):
-    """Utterances with their token ids. An unreadable audio file is reported and yields ``None``."""
+    """Utterances with their token ids. An unreadable audio file is reported and yields ``None``.
+
+    An item is asked for by index, or by (index, speed factor) for speed perturbation.
+    """
 
     def __init__(self, entries: Sequence[tuple[Utterance, list[int]]]) -> None:
         self.entries = list(entries)
@@ -118,14 +130,15 @@ class AsrDataset(Dataset):
     def durations(self) -> list[float]:
         return [u.duration for u, _ in self.entries]
 
-    def __getitem__(self, index: int) -> Item | None:
+    def __getitem__(self, key: int | tuple[int, float]) -> Item | None:
+        index, speed = key if isinstance(key, tuple) else (key, 1.0)
         utt, tokens = self.entries[index]
         try:
             wave = load_audio(utt.audio_filepath)
         except AudioError as e:
             log.warning("skipped: %s", e)
             return None
-        return Item(torch.from_numpy(wave), tokens, utt.id, utt.text)
+        return Item(torch.from_numpy(change_speed(wave, speed)), tokens, utt.id, utt.text)
 
 
 def collate(items: Sequence[Item | None]) -> Batch | None:
@@ -143,7 +156,7 @@ def collate(items: Sequence[Item | None]) -> Batch | None:
     return Batch(waves, wave_lens, targets, target_lens, [it.id for it in items], [it.text for it in items])
 
 
-class DurationBatchSampler(Sampler[list[int]]):
+class DurationBatchSampler(Sampler[list]):
     """Batches of similar-length utterances, filled up to ``max_batch_seconds`` of padded audio.
 
     Utterances are sorted by duration and cut into batches whose longest item times their count stays
@@ -152,6 +165,11 @@ class DurationBatchSampler(Sampler[list[int]]):
     world size by repeating its first batches, and rank r takes batches r, r + world, ...: ranks see
     disjoint data and the same number of steps. ``sorted_first_epoch`` runs epoch 0 shortest first
     (SortaGrad).
+
+    With ``speeds`` (speed perturbation factors) each batch is a list of (index, factor) pairs, one factor
+    per batch drawn from ``seed + epoch``; batches are packed as if every utterance were slowed by the
+    smallest factor, so the budget holds. :meth:`state_dict` / :meth:`load_state_dict` save and restore the
+    epoch and the position in it, so an interrupted epoch resumes with the next unseen batch.
     """
 
     def __init__(
@@ -164,6 +182,7 @@ class DurationBatchSampler(Sampler[list[int]]):
         rank: int | None = None,
         sorted_first_epoch: bool = False,
         pad_to_replicas: bool = True,
+        speeds: Sequence[float] = (),
     ) -> None:
         if num_replicas is None:
             num_replicas = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -172,7 +191,10 @@ class DurationBatchSampler(Sampler[list[int]]):
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         self.num_replicas, self.rank = num_replicas, rank
         self.sorted_first_epoch, self.pad_to_replicas = sorted_first_epoch, pad_to_replicas
-        self.batches = self._make_batches(durations, max_batch_seconds)
+        self.speeds = list(speeds)
+        slowest = min(self.speeds, default=1.0)
+        self.batches = self._make_batches([d / slowest for d in durations], max_batch_seconds)
+        self.start = 0  # batches of this epoch to skip at the next iteration (set when resuming)
 
     @staticmethod
     def _make_batches(durations: Sequence[float], budget: float) -> list[list[int]]:
@@ -190,19 +212,34 @@ class DurationBatchSampler(Sampler[list[int]]):
         return batches
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        if epoch != self.epoch:
+            self.epoch, self.start = epoch, 0
 
-    def _epoch_batches(self) -> list[list[int]]:
-        batches = list(self.batches)
+    def state_dict(self, position: int) -> dict[str, int]:
+        """The state after ``position`` batches of this epoch (the next epoch's start when it is over)."""
+        if position >= len(self):
+            return {"epoch": self.epoch + 1, "position": 0}
+        return {"epoch": self.epoch, "position": position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a :meth:`state_dict`: the next iteration starts at its position in its epoch."""
+        self.epoch, self.start = int(state["epoch"]), int(state["position"])
+
+    def _epoch_batches(self) -> list[list]:
+        batches: list[list] = list(self.batches)
         if self.shuffle and not (self.sorted_first_epoch and self.epoch == 0):
             random.Random(self.seed + self.epoch).shuffle(batches)
+        if self.speeds:
+            rng = random.Random(f"speed-{self.seed}-{self.epoch}")
+            batches = [[(i, s) for i in b] for b, s in zip(batches, rng.choices(self.speeds, k=len(batches)))]
         if self.pad_to_replicas and self.num_replicas > 1:
             extra = -len(batches) % self.num_replicas
             batches += batches[:extra]
         return batches[self.rank :: self.num_replicas]
 
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._epoch_batches())
+    def __iter__(self) -> Iterator[list]:
+        start, self.start = self.start, 0
+        return iter(self._epoch_batches()[start:])
 
     def __len__(self) -> int:
         n = len(self.batches)
@@ -227,6 +264,8 @@ class AsrDataModule(pl.LightningDataModule):
         super().__init__()
         self.cfg, self.tokenizer, self.output_frames, self.seed = cfg, tokenizer, output_frames, seed
         self.datasets: dict[str, AsrDataset] = {}
+        self.train_sampler: DurationBatchSampler | None = None
+        self._resume_state: dict[str, int] | None = None
 
     def dataset(self, split: str) -> AsrDataset:
         """The filtered dataset of ``split`` (train, val or test), built once."""
@@ -241,25 +280,50 @@ class AsrDataModule(pl.LightningDataModule):
             self.datasets[split] = AsrDataset(entries)
         return self.datasets[split]
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
-        ds = self.dataset(split)
-        sampler = DurationBatchSampler(
-            ds.durations, self.cfg.max_batch_seconds, shuffle=train, seed=self.seed, pad_to_replicas=train
-        )
+    def _loader(self, split: str, sampler: DurationBatchSampler) -> DataLoader:
         return DataLoader(
-            ds,
+            self.dataset(split),
             batch_sampler=sampler,
             collate_fn=collate,
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            generator=torch.Generator().manual_seed(self.seed),  # leaves the global RNG to the model
         )
 
+    def _eval_loader(self, split: str) -> DataLoader:
+        durations = self.dataset(split).durations
+        sampler = DurationBatchSampler(
+            durations, self.cfg.max_batch_seconds, shuffle=False, pad_to_replicas=False
+        )
+        return self._loader(split, sampler)
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
+        self.train_sampler = DurationBatchSampler(
+            self.dataset("train").durations,
+            self.cfg.max_batch_seconds,
+            seed=self.seed,
+            sorted_first_epoch=self.cfg.sortagrad,
+            speeds=self.cfg.speed_perturb,
+        )
+        if self._resume_state is not None:
+            self.train_sampler.load_state_dict(self._resume_state)
+            self._resume_state = None
+        return self._loader("train", self.train_sampler)
+
+    def state_dict(self) -> dict[str, int]:
+        """The training sampler's epoch and position (batches this rank has trained on this epoch)."""
+        if self.train_sampler is None or self.trainer is None:
+            return {}
+        position = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        return self.train_sampler.state_dict(position)
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Called by Lightning on resume, before the training loader is built."""
+        self._resume_state = dict(state) if state else None
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
+        return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+        return self._eval_loader("test")

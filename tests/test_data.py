@@ -133,3 +133,45 @@ def test_bad_manifest_lines(tmp_path, line, message):
     with pytest.raises(ManifestError) as e:
         read_manifest(tmp_path / "m.jsonl")
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_sampler_resumes_mid_epoch_with_the_next_unseen_batch():
+    d = _durations(300)
+    full = DurationBatchSampler(d, 40, seed=7, num_replicas=2, rank=1)
+    full.set_epoch(3)
+    batches = list(full)
+    state = full.state_dict(5)
+    assert state == {"epoch": 3, "position": 5}
+    resumed = DurationBatchSampler(d, 40, seed=7, num_replicas=2, rank=1)
+    resumed.load_state_dict(state)
+    resumed.set_epoch(3)  # Lightning sets the same epoch again: the position is kept
+    assert list(resumed) == batches[5:]
+    assert len(resumed) == len(batches)  # the epoch's length (and so the LR schedule) is unchanged
+    assert list(resumed) == batches  # the next iteration starts the epoch from the top
+    assert full.state_dict(len(batches)) == {"epoch": 4, "position": 0}  # an epoch-end checkpoint
+
+
+def test_speed_perturbation_one_factor_per_batch_within_budget():
+    d = _durations(400)
+    s = DurationBatchSampler(d, 60, seed=2, speeds=[0.9, 1.0, 1.1])
+    first = list(s)
+    assert all(len({f for _, f in b}) == 1 for b in first)
+    assert {b[0][1] for b in first} == {0.9, 1.0, 1.1}
+    assert all(max(d[i] / f for i, f in b) * len(b) <= 60 or len(b) == 1 for b in first)
+    assert sorted(i for b in first for i, _ in b) == list(range(len(d)))
+    assert list(s) == first  # drawn from the seed and epoch: the same again (and after resuming)
+    s.set_epoch(1)
+    assert [[f for _, f in b] for b in list(s)] != [[f for _, f in b] for b in first]
+
+
+def test_dataset_changes_speed(tmp_path):
+    t = np.arange(16000) / 16000
+    sf.write(tmp_path / "a.wav", (0.5 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), 16000)
+    tok = CharTokenizer.english()
+    ds = AsrDataset([(Utterance(str(tmp_path / "a.wav"), 1.0, "ab", 1), tok.encode("ab"))])
+    assert ds[0].wave.numel() == 16000 and ds[(0, 1.0)].wave.numel() == 16000
+    assert abs(ds[(0, 1.1)].wave.numel() - 16000 / 1.1) <= 2
+    slow = ds[(0, 0.9)].wave.numpy()
+    assert abs(slow.size - 16000 / 0.9) <= 2
+    spectrum = np.abs(np.fft.rfft(slow))
+    assert abs(np.argmax(spectrum) * 16000 / slow.size - 200 * 0.9) < 2  # the pitch drops with the speed

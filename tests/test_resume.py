@@ -1,0 +1,103 @@
+"""Exact resume: a run SIGKILLed mid-epoch and restarted continues with the losses of an uninterrupted run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+KILL_AFTER = 4  # kill once last.ckpt holds at least this many steps (mid-epoch: an epoch is ~6 steps)
+MAX_STEPS = 10
+DRIVER = """
+import logging, sys
+from asr.config import load_config
+from asr.train import train
+logging.basicConfig(level=logging.INFO)
+train(load_config(None, sys.argv[1:]))
+"""
+
+
+def _command(corpus: dict[str, Path], exp: Path, tiny_model: list[str]) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        DRIVER,
+        *tiny_model,
+        f"data.train_manifest={corpus['train']}",
+        f"data.val_manifest={corpus['dev']}",
+        f"exp_dir={exp}",
+        "data.max_batch_seconds=12",
+        "data.speed_perturb=[0.9,1.0,1.1]",
+        "model.dropout=0.3",  # dropout and SpecAugment draw random numbers that resume must reproduce
+        f"trainer.max_steps={MAX_STEPS}",
+        "trainer.max_epochs=100",
+        "trainer.checkpoint_every_n_steps=1",
+        "trainer.threads=1",
+    ]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+
+
+def _losses(exp: Path) -> dict[int, float]:
+    """step -> train/loss; a step logged twice (before the kill and after resuming) keeps its last row."""
+    with open(exp / "logs" / "metrics.csv") as f:
+        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
+
+
+def _step(ckpt: Path) -> int:
+    try:
+        return int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"])
+    except (OSError, RuntimeError, EOFError, KeyError):
+        return -1
+
+
+def _weights(exp: Path) -> dict[str, torch.Tensor]:
+    return torch.load(exp / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_sigkill_and_resume_matches_an_uninterrupted_run(corpus, tiny_model, tmp_path):
+    reference = subprocess.run(
+        _command(corpus, tmp_path / "ref", tiny_model),
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    exp = tmp_path / "run"
+    last = exp / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(
+        _command(corpus, exp, tiny_model), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env()
+    )
+    deadline = time.monotonic() + 240
+    while (not last.is_file() or _step(last) < KILL_AFTER) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the run wrote no checkpoint in time"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = _step(last)
+    assert KILL_AFTER <= killed_at < MAX_STEPS, f"killed too late, at step {killed_at}"
+
+    resumed = subprocess.run(
+        _command(corpus, exp, tiny_model), capture_output=True, text=True, env=_env(), timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {last}" in resumed.stderr
+
+    want, got = _losses(tmp_path / "ref"), _losses(exp)
+    assert sorted(want) == list(range(MAX_STEPS))
+    after = range(killed_at, MAX_STEPS)
+    assert [got[s] for s in after] == pytest.approx([want[s] for s in after], rel=1e-5, abs=1e-6)
+    ref_w, run_w = _weights(tmp_path / "ref"), _weights(exp)
+    assert all(torch.allclose(ref_w[k], run_w[k], atol=1e-6) for k in ref_w)
