@@ -6,11 +6,14 @@ Relative audio paths are resolved against the manifest's folder, so a corpus fol
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from asr.errors import first_line
 
 REQUIRED_KEYS = ("audio_filepath", "duration", "text")
 
@@ -42,15 +45,31 @@ def json_objects(path: str | Path, lines: Iterable[str | bytes]) -> Iterator[tup
             line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         except UnicodeDecodeError as e:
             raise ManifestError(f"{where}: not valid UTF-8 (byte {e.start})") from None
+        if number == 1:
+            line = line.removeprefix("\ufeff")  # a byte order mark left by some editors
         if not line.strip():
             continue
         try:
             entry = json.loads(line)
         except json.JSONDecodeError as e:
             raise ManifestError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+        except (ValueError, RecursionError) as e:  # an integer of thousands of digits; deep nesting
+            problem = "nested too deeply" if isinstance(e, RecursionError) else first_line(e)
+            raise ManifestError(f"{where}: malformed JSON ({problem})") from None
         if not isinstance(entry, dict):
             raise ManifestError(f"{where}: expected a JSON object")
         yield number, entry
+
+
+def _seconds(value: object) -> float | None:
+    """``value`` as a finite positive number of seconds, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if 0 < seconds < math.inf else None
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:
@@ -67,13 +86,14 @@ def read_manifest(path: str | Path) -> list[Utterance]:
             if missing:
                 raise ManifestError(f"{where}: missing key(s) {', '.join(missing)}")
             audio, duration, text = (entry[k] for k in REQUIRED_KEYS)
-            if not isinstance(audio, str) or not audio:
-                raise ManifestError(f"{where}: audio_filepath must be a non-empty string")
-            if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not duration > 0:
-                raise ManifestError(f"{where}: duration must be a positive number, got {duration!r}")
+            if not isinstance(audio, str) or not audio or "\0" in audio:
+                raise ManifestError(f"{where}: audio_filepath must be a non-empty string without NUL")
+            seconds = _seconds(duration)
+            if seconds is None:
+                raise ManifestError(f"{where}: duration must be a positive number, got {duration!r:.40}")
             if not isinstance(text, str):
                 raise ManifestError(f"{where}: text must be a string")
-            utts.append(Utterance(str(base / audio), float(duration), text, number))
+            utts.append(Utterance(str(base / audio), seconds, text, number))
     return utts
 
 

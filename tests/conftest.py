@@ -12,6 +12,8 @@ from asr.manifest import read_manifest, write_manifest
 from asr.synth import make_corpus
 from asr.train import train
 
+pytest_plugins = ["reliability_plugin"]
+
 TINY_MODEL = [
     "model.hidden_size=32",
     "model.num_layers=1",

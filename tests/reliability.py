@@ -1,0 +1,106 @@
+"""Records each case the reliability tests try and its outcome; RELIABILITY.md is rendered from them.
+
+Outcomes are counted per category. Every count must be deterministic (fixed parameter tables, hypothesis
+with ``derandomize=True``), so the generated file only changes when the tests or the library change.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+COMMAND = ".venv/bin/python -m pytest -q"
+TARGET = "RELIABILITY.md"
+MODULES = ("test_bad_input.py", "test_faults.py", "test_fuzz.py", "test_determinism.py")
+
+RECORDS: defaultdict[str, Counter[str]] = defaultdict(Counter)
+
+
+def record(category: str, outcome: str) -> None:
+    """Count one tried case of ``category`` ending in ``outcome`` (a short, stable label)."""
+    RECORDS[category][outcome] += 1
+
+
+def outcome_of(exc: BaseException | None, ok: str = "result") -> str:
+    """A stable label: ``ok`` for no exception, else the exception's type name."""
+    return ok if exc is None else type(exc).__name__
+
+
+def table() -> str:
+    """The Markdown table of categories, case counts and outcome counts, in a fixed order."""
+    rows = ["| category | cases | outcomes |", "| --- | ---: | --- |"]
+    for category in sorted(RECORDS):
+        counts = RECORDS[category]
+        outcomes = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+        rows.append(f"| {category} | {sum(counts.values())} | {outcomes} |")
+    total = sum(sum(c.values()) for c in RECORDS.values())
+    rows.append(f"| **all** | **{total}** | |")
+    return "\n".join(rows)
+
+
+def render() -> str:
+    """The whole of RELIABILITY.md."""
+    return HEADER.format(command=COMMAND, modules=", ".join(f"`tests/{m}`" for m in MODULES)) + (
+        table() + "\n" + NOTES
+    )
+
+
+HEADER = """\
+# Reliability
+
+<!-- Generated file: do not edit. Written by tests/reliability_plugin.py at the end of a full test run
+(`{command}`, or any run that includes all of {modules} with no test deselected and all passing).
+Text outside the table lives in tests/reliability.py. -->
+
+What the toolkit does with bad input, faults and hostile files. Every row below is a set of cases the test
+suite tries on each run; an outcome is what the library or the `asr` command did with a case. "result" means
+the reader returned normally; an exception name means it refused the input with that error, which always
+names the file (and line) and fits on one line. No other outcome is accepted: any other exception, a hang or
+a crash fails the suite. Fuzz counts are fixed by hypothesis's `max_examples` with `derandomize=True`.
+
+"""
+
+NOTES = """
+## Guarantees and where they are tested
+
+- **Audio** (`asr.audio.load_audio`): a waveform or `AudioError("PATH: problem")`, nothing else, for any
+  bytes (fuzzed: random and mutated WAV/FLAC/OGG/MP3). Memory follows the audio actually present, not the
+  length a header claims; sample rates outside 1 kHz-768 kHz, NaN/inf samples and float samples beyond
+  ±1e6 are refused; devices and FIFOs are refused without being opened. `asr transcribe` prints one
+  `error: PATH: problem` line per bad file, transcribes the rest and exits 1 (`tests/test_bad_input.py`).
+- **Manifests** (`asr.manifest.read_manifest`): a list or `ManifestError("PATH:LINE: problem")` for any bytes.
+  Training drops utterances it cannot use with a count per reason and skips unreadable audio, naming
+  the file, in the main process and in DataLoader workers.
+- **Checkpoints** (`asr.checkpoint`): `save_atomic` writes a temporary file, fsyncs it and renames it over
+  the target, so SIGKILL at any moment leaves the old or the new checkpoint, both complete
+  (`tests/test_faults.py` kills a writer at seeded random moments). A full disk (ENOSPC, or the kernel's
+  file-size limit) raises a one-line `OSError` naming the file and leaves the old checkpoint and no
+  temporary file. Temporary files orphaned by a kill are removed by the next save. Loading uses
+  `weights_only=True`: a pickle that would run code is refused (`tests/test_checkpoint.py`).
+- **Archives** (`asr.download.extract_tar`): absolute paths, `..` escapes, symlinks and hardlinks leading
+  outside, device files and link chains are refused before anything is written; setuid bits are dropped
+  (`tests/test_download.py`).
+- **No shell**: no module in `asr/`, `tools/`, `recipes/` or `benchmarks/` calls `os.system`, `os.popen`
+  or `subprocess` with `shell=True`; subprocesses get argument lists (checked by `tests/test_bad_input.py`).
+- **Non-finite training steps**: a batch whose loss or gradient is NaN/inf is skipped and counted, and the
+  weights are unchanged (`tests/test_lightning.py`).
+
+## Determinism
+
+On the CPU, two runs with the same seed give identical training losses step for step
+(`tests/test_determinism.py`). On a GPU they need not:
+
+- cuDNN's RNN kernels (LSTM/GRU forward and backward) and `F.ctc_loss`'s CUDA backward use atomic adds whose
+  order varies from run to run, so losses drift apart in the last bits after the first step and the drift
+  grows. `torch.use_deterministic_algorithms(True)` makes PyTorch raise on `ctc_loss`'s CUDA backward
+  rather than make it deterministic; computing CTC on the CPU, or accepting run-to-run variation of the
+  order of the seed-to-seed variation, are the options.
+- cuDNN's LSTM also needs `CUBLAS_WORKSPACE_CONFIG=:4096:8` (or `:16:8`) for deterministic matmuls, and
+  bf16/fp16 autocast changes results between GPU models.
+- DataLoader workers are seeded by Lightning's `seed_everything(workers=True)`; bucketing and SpecAugment
+  draw from seeded generators, so the data order is the same on every device.
+
+## Not covered here
+
+Resuming after SIGKILL with identical losses and the death of a DDP rank are tested with the training loop;
+multi-hour files with long-form transcription (`asr/longform.py`).
+"""
