@@ -8,6 +8,7 @@ weights under the ``recognizer.`` prefix) plus optimiser and loop state. Everyth
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import pickle
@@ -32,27 +33,37 @@ class CheckpointError(ValueError):
 def save_atomic(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
-    A crash or a full disk leaves the previous file at ``path`` untouched.
+    A crash or a full disk leaves the previous file at ``path`` untouched; a write that fails raises
+    ``OSError`` with a one-line message naming ``path``. Temporary files orphaned by a killed writer are
+    removed (one process writes a given path at a time, as Lightning's rank 0 does).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for orphan in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            orphan.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
+        tmp = None
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        raise OSError(
+            e.errno, f"{path}: cannot save the checkpoint ({e.strerror or first_line(e)})"
+        ) from None
     finally:
-        os.close(dir_fd)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _unpickler_detail(e: pickle.UnpicklingError) -> str:
