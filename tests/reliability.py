@@ -10,7 +10,14 @@ from collections import Counter, defaultdict
 
 COMMAND = ".venv/bin/python -m pytest -q"
 TARGET = "RELIABILITY.md"
-MODULES = ("test_bad_input.py", "test_faults.py", "test_fuzz.py", "test_determinism.py")
+MODULES = (
+    "test_bad_input.py",
+    "test_checkpoint.py",
+    "test_determinism.py",
+    "test_download.py",
+    "test_faults.py",
+    "test_fuzz.py",
+)
 
 RECORDS: defaultdict[str, Counter[str]] = defaultdict(Counter)
 

@@ -3,6 +3,7 @@ import pickle
 
 import pytest
 import torch
+from reliability import record
 
 from asr.audio import load_audio
 from asr.checkpoint import CheckpointError, export_model, load_checkpoint, load_model, save_atomic
@@ -40,17 +41,29 @@ class _Evil:
         return (os.system, ("touch /tmp/asr-pwned",))
 
 
-@pytest.mark.parametrize("protocol", [2, 4])
-def test_code_executing_pickle_is_refused(tmp_path, protocol):
+class _EvilEval:
+    def __reduce__(self):
+        return (eval, ("open('/tmp/asr-pwned', 'w')",))
+
+
+@pytest.mark.parametrize(
+    ("protocol", "payload"), [(2, _Evil), (4, _Evil), ("torch-zip", _Evil), ("torch-zip", _EvilEval)]
+)
+def test_code_executing_pickle_is_refused(tmp_path, protocol, payload):
     path = tmp_path / "evil.ckpt"
-    with open(path, "wb") as f:
-        pickle.dump({"asr": {}, "state_dict": _Evil()}, f, protocol=protocol)
+    obj = {"asr": {}, "state_dict": payload()}
+    if protocol == "torch-zip":  # torch.save's own format: the pickle inside a zip archive
+        torch.save(obj, path)
+    else:
+        with open(path, "wb") as f:
+            pickle.dump(obj, f, protocol=protocol)
     with pytest.raises(CheckpointError, match="refused") as e:
         load_model(path)
     assert not os.path.exists("/tmp/asr-pwned")
     if protocol == 2:
         assert "GLOBAL posix.system" in str(e.value)
     assert "\n" not in str(e.value)
+    record("checkpoint: code-executing pickle", "CheckpointError, nothing run")
 
 
 @pytest.mark.parametrize(
@@ -68,6 +81,7 @@ def test_bad_files(tmp_path, content, message):
     with pytest.raises(CheckpointError, match=message) as e:
         load_checkpoint(path)
     assert str(path) in str(e.value)
+    record("checkpoint: unreadable file", "CheckpointError")
 
 
 def test_other_torch_files_are_not_asr_checkpoints(tmp_path):

@@ -6,6 +6,7 @@ import hashlib
 import io
 import re
 import socket
+import stat
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from reliability import record
 
 from asr.download import DownloadError, ExtractError, download, extract_tar
 
@@ -170,9 +172,9 @@ def _link(name: str, target: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
     return info, None
 
 
-def _device(name: str) -> tuple[tarfile.TarInfo, None]:
+def _device(name: str, kind: bytes = tarfile.CHRTYPE) -> tuple[tarfile.TarInfo, None]:
     info = tarfile.TarInfo(name)
-    info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+    info.type, info.devmajor, info.devminor = kind, 1, 3
     return info, None
 
 
@@ -187,6 +189,13 @@ def _device(name: str) -> tuple[tarfile.TarInfo, None]:
         (_link("hard", "../outside", tarfile.LNKTYPE), "hardlink to '../outside' points outside"),
         (_link("hard", "/etc/passwd", tarfile.LNKTYPE), "hardlink to absolute path"),
         (_device("null"), "device"),
+        (_device("fifo", tarfile.FIFOTYPE), "device or FIFO"),
+        (_file("./../evil"), "escapes"),
+        (_file("a/" * 60 + "../" * 61 + "evil"), "escapes"),  # a GNU long name, past the 100-byte field
+        (_file("//evil"), "absolute path"),
+        (_link("ok/../../up", "x", tarfile.SYMTYPE), "escapes"),
+        (_link("deep/link", "../../outside", tarfile.SYMTYPE), "outside the target"),
+        (_link("dot", "/", tarfile.SYMTYPE), "symlink to absolute path"),
     ],
 )
 def test_extract_refuses_unsafe_member(tmp_path, bad, reason):
@@ -197,6 +206,7 @@ def test_extract_refuses_unsafe_member(tmp_path, bad, reason):
     assert str(archive) in str(err.value) and repr(bad[0].name) in str(err.value)
     assert list(target.iterdir()) == []
     assert not (tmp_path / "evil").exists()
+    record("archives: unsafe member", "ExtractError, nothing written")
 
 
 def test_extract_link_chain_caught_by_data_filter(tmp_path):
@@ -211,6 +221,16 @@ def test_extract_link_chain_caught_by_data_filter(tmp_path):
     archive = _archive(tmp_path / "chain.tar", members)
     with pytest.raises(ExtractError, match=r"chain\.tar: refusing member 'b'"):
         extract_tar(archive, tmp_path / "out")
+    record("archives: unsafe member", "ExtractError")
+
+
+def test_extract_drops_setuid_and_write_for_others(tmp_path):
+    info, data = _file("tool", b"#!/bin/sh\n")
+    info.mode = 0o6777
+    extract_tar(_archive(tmp_path / "modes.tar", [(info, data)]), tmp_path / "out")
+    mode = (tmp_path / "out" / "tool").stat().st_mode
+    assert not mode & (stat.S_ISUID | stat.S_ISGID | stat.S_IWGRP | stat.S_IWOTH)
+    record("archives: unsafe member", "extracted, setuid and group/other write dropped")
 
 
 def test_extract_good_archive_once(tmp_path):
