@@ -11,14 +11,23 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from asr.decode import DecoderConfig
 
 EXIT_BAD_AUDIO, EXIT_USAGE, EXIT_CONFIG, EXIT_CHECKPOINT, EXIT_MANIFEST = 1, 2, 3, 4, 5
+WINDOW_S, OVERLAP_S = 30.0, 4.0  # asr.inference's defaults, repeated so that --help imports no torch
+HOTWORD_BONUS = 3.0  # default --hotword bonus: the word's probability times e^3, about 20
 
 DESCRIPTION = """\
 Train, evaluate and run CTC bidirectional-RNN speech recognisers.
 
   asr train --config conf/small.yaml data.train_manifest=train.jsonl data.val_manifest=dev.jsonl
   asr transcribe audio.wav --model exp/run/checkpoints/last.ckpt [--format srt]
+  asr transcribe --manifest files.jsonl --model model.pt --json [--decoder beam --lm lm.arpa]
   asr evaluate test.jsonl --model model.ckpt --report report.jsonl [--decoder beam --lm lm.arpa]
   asr export exp/run/checkpoints/best.ckpt model.pt
 """
@@ -45,12 +54,14 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser(
         "transcribe",
-        help="transcribe audio files with greedy decoding",
+        help="transcribe audio files, or the files of a manifest",
         description="Transcribe audio files (wav, flac, ogg, mp3, sph; any rate and channel count). "
-        "Prints the transcript of a single file, or 'PATH<TAB>TRANSCRIPT' lines for several. "
-        "Unreadable files are reported on stderr and the exit code is 1.",
+        "Prints the transcript of a single file, or 'PATH<TAB>TRANSCRIPT' lines for several. Files up to "
+        "--window seconds are sorted by length and batched; longer ones are read and decoded in overlapping "
+        "windows, with bounded memory. Unreadable files are reported on stderr and the exit code is 1.",
     )
-    r.add_argument("audio", nargs="+", help="audio files")
+    r.add_argument("audio", nargs="*", help="audio files")
+    r.add_argument("--manifest", help="also transcribe the audio_filepath of each line of this JSONL file")
     r.add_argument("--model", required=True, help="checkpoint (training or exported)")
     r.add_argument(
         "--json", action="store_true", help="print one JSON object per file (same as --format json)"
@@ -64,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--output-dir", help="write AUDIO_STEM.<format> files here instead of printing")
     r.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    r.add_argument(
+        "--window",
+        type=float,
+        default=WINDOW_S,
+        help=f"files over this many seconds go in overlapping windows this long (default {WINDOW_S:g})",
+    )
+    r.add_argument(
+        "--overlap", type=float, default=OVERLAP_S, help=f"seconds shared by windows (default {OVERLAP_S:g})"
+    )
+    _decoder_arguments(r)
 
     e = sub.add_parser(
         "evaluate",
@@ -74,18 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True, help="checkpoint (training or exported)")
     e.add_argument("--report", help="write one JSON line per utterance (reference, hypothesis, errors) here")
     e.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    e.add_argument(
-        "--decoder", choices=("greedy", "beam"), default="greedy", help="greedy (default) or beam search"
-    )
-    e.add_argument("--lm", help="word n-gram LM for beam search: ARPA (tools/build_lm.py) or KenLM binary")
-    e.add_argument("--lexicon", help="'word c h a r s |' lines (default with --lm: the LM's words)")
-    e.add_argument("--lexicon-free", action="store_true", help="beam search: any character string is a word")
-    e.add_argument("--beam-size", type=int, default=50, help="hypotheses kept per frame (default 50)")
-    e.add_argument(
-        "--lm-weight", type=float, default=2.0, help="times the LM's log10 probability (default 2)"
-    )
-    e.add_argument("--word-score", type=float, default=0.0, help="added per word (default 0)")
-    e.add_argument("--processes", type=int, default=1, help="beam search worker processes (default 1)")
+    _decoder_arguments(e)
 
     x = sub.add_parser(
         "export",
@@ -95,6 +105,66 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("checkpoint", help="training checkpoint")
     x.add_argument("output", help="where to write the exported model")
     return p
+
+
+def _hotword(value: str) -> tuple[str, float]:
+    from asr.text import normalize_text
+
+    word, _, bonus = value.rpartition(":") if ":" in value else (value, "", str(HOTWORD_BONUS))
+    try:
+        return normalize_text(word), float(bonus)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WORD or WORD:BONUS, got {value!r}") from None
+
+
+def _decoder_arguments(p: argparse.ArgumentParser) -> None:
+    """The decoding options shared by transcribe and evaluate."""
+    p.add_argument(
+        "--decoder", choices=("greedy", "beam"), default="greedy", help="greedy (default) or beam search"
+    )
+    p.add_argument("--lm", help="word n-gram LM for beam search: ARPA (tools/build_lm.py) or KenLM binary")
+    p.add_argument("--lexicon", help="'word c h a r s |' lines (default with --lm: the LM's words)")
+    p.add_argument("--lexicon-free", action="store_true", help="beam search: any character string is a word")
+    p.add_argument("--beam-size", type=int, default=50, help="hypotheses kept per frame (default 50)")
+    p.add_argument(
+        "--lm-weight", type=float, default=2.0, help="times the LM's log10 probability (default 2)"
+    )
+    p.add_argument("--word-score", type=float, default=0.0, help="added per word (default 0)")
+    p.add_argument(
+        "--hotword",
+        type=_hotword,
+        action="append",
+        default=[],
+        metavar="WORD[:BONUS]",
+        help=f"beam search: favour WORD, adding BONUS (natural log, default {HOTWORD_BONUS:g}) each time a "
+        "hypothesis has it; repeat for more words",
+    )
+    p.add_argument("--processes", type=int, default=1, help="beam search worker processes (default 1)")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bar (there is none unless stderr is a tty)"
+    )
+
+
+def _decoder_config(args: argparse.Namespace) -> DecoderConfig:
+    from asr.decode import DecoderConfig
+
+    return DecoderConfig(
+        kind=args.decoder,
+        beam_size=args.beam_size,
+        lm=args.lm,
+        lexicon=args.lexicon,
+        lexicon_free=args.lexicon_free,
+        lm_weight=args.lm_weight,
+        word_score=args.word_score,
+        hotwords=tuple(args.hotword),
+    )
+
+
+def _progress_bar(args: argparse.Namespace, total: int) -> tqdm:
+    """A files progress bar on stderr, off with --quiet or when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="file", file=sys.stderr, disable=True if args.quiet else None)
 
 
 def _fail(message: str, code: int) -> int:
@@ -119,21 +189,37 @@ def _train(args: argparse.Namespace) -> int:
 
 def _transcribe(args: argparse.Namespace) -> int:
     from asr.checkpoint import CheckpointError, load_model
-    from asr.inference import transcribe_files
+    from asr.decode import DecoderError
+    from asr.inference import manifest_audio, transcribe_files
+    from asr.manifest import ManifestError
     from asr.timing import format_transcript, transcript_dict
 
     fmt = "json" if args.json else args.format
     if args.timestamps and fmt == "txt":
         return _fail("--timestamps needs --format json, srt or vtt", EXIT_USAGE)
+    if not 0 <= args.overlap < args.window:
+        return _fail(f"need 0 <= --overlap < --window, got {args.overlap} and {args.window}", EXIT_USAGE)
     timed = args.timestamps or fmt in ("srt", "vtt")
-    if fmt in ("srt", "vtt") and len(args.audio) > 1 and not args.output_dir:
-        return _fail(f"several files as {fmt} need --output-dir", EXIT_USAGE)
     try:
+        paths = [*args.audio, *(manifest_audio(args.manifest) if args.manifest else [])]
+        if not paths:
+            return _fail("give audio files or --manifest", EXIT_USAGE)
+        if fmt in ("srt", "vtt") and len(paths) > 1 and not args.output_dir:
+            return _fail(f"several files as {fmt} need --output-dir", EXIT_USAGE)
+        decoder = _decoder_config(args)
         model = load_model(args.model, args.device)
+        with _progress_bar(args, len(paths)) as bar:
+            results = transcribe_files(
+                model, paths, decoder, timed, args.window, args.overlap, args.processes, progress=bar.update
+            )
+    except DecoderError as e:
+        return _fail(str(e), EXIT_USAGE)
     except CheckpointError as e:
         return _fail(str(e), EXIT_CHECKPOINT)
+    except ManifestError as e:
+        return _fail(str(e), EXIT_MANIFEST)
     code = 0
-    for r in transcribe_files(model, args.audio, timestamps=timed):
+    for r in results:
         if r.text is None:
             code = _fail(r.error, EXIT_BAD_AUDIO)
             continue
@@ -142,7 +228,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         elif fmt == "json":
             body = transcript_dict(r.words) if timed else {"text": r.text}
             out = json.dumps({"audio_filepath": r.path, **body}, ensure_ascii=False) + "\n"
-        elif len(args.audio) == 1 or args.output_dir:
+        elif len(paths) == 1 or args.output_dir:
             out = r.text + "\n"
         else:
             out = f"{r.path}\t{r.text}\n"
@@ -156,22 +242,17 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from asr.checkpoint import CheckpointError, load_model
-    from asr.decode import DecoderConfig, DecoderError
+    from asr.decode import DecoderError
     from asr.inference import evaluate_manifest
-    from asr.manifest import ManifestError
+    from asr.manifest import ManifestError, read_manifest
 
     try:
-        decoder = DecoderConfig(
-            kind=args.decoder,
-            beam_size=args.beam_size,
-            lm=args.lm,
-            lexicon=args.lexicon,
-            lexicon_free=args.lexicon_free,
-            lm_weight=args.lm_weight,
-            word_score=args.word_score,
-        )
+        decoder = _decoder_config(args)
         model = load_model(args.model, args.device)
-        counts, skipped = evaluate_manifest(model, args.manifest, args.report, decoder, args.processes)
+        with _progress_bar(args, len(read_manifest(args.manifest))) as bar:
+            counts, skipped = evaluate_manifest(
+                model, args.manifest, args.report, decoder, args.processes, progress=bar.update
+            )
     except DecoderError as e:
         return _fail(str(e), EXIT_USAGE)
     except CheckpointError as e:

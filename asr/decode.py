@@ -11,12 +11,18 @@ blank (id 0) is its blank, our space (id 1) its word separator ``|``, every othe
 
 Scores are the emissions' natural-log probabilities plus ``lm_weight`` times the LM's log10 probabilities
 plus ``word_score`` per word. :func:`decode_batch` and :class:`DecodePool` spread a test set over processes.
-Flashlight has no hotword boosting.
+
+Hotwords: flashlight has no hotword option, but torchaudio lets a Python object stand in for its LM. With
+``hotwords`` set, :class:`_WordLM` scores every completed word itself (the n-gram LM if any, plus the word's
+bonus), so a hotword gains its bonus each time a hypothesis completes it; with a lexicon, flashlight's
+lookahead (the trie smeared with each word's score) favours it too. Hotwords outside the lexicon are added to
+it. This Python scoring is slower than flashlight's own KenLM, so it is used only when needed.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing as mp
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -57,14 +63,22 @@ class DecoderConfig:
     lexicon: str | None = None  # lines "word c h a r s |"; None with an lm: the lm's unigrams, spelled
     lexicon_free: bool = False  # with an lm: any character string is a word, scored <unk> if not the lm's
     lm_weight: float = 2.0  # times the LM's log10 probability
-    word_score: float = 0.0  # added per word, with a lexicon or an lm; positive favours more words
+    word_score: float = 0.0  # added per word, with a lexicon, an lm or hotwords; positive favours more words
     nbest: int = 1  # hypotheses returned per utterance, distinct texts, best first
+    hotwords: tuple[tuple[str, float], ...] = ()  # (word, bonus added to a hypothesis each time it has it)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise DecoderError(f"decoder kind must be greedy or beam, got {self.kind!r}")
-        if self.kind == "greedy" and (self.lm or self.lexicon or self.lexicon_free or self.nbest != 1):
-            raise DecoderError("lm, lexicon, lexicon_free and nbest > 1 need the beam decoder (kind='beam')")
+        if self.kind == "greedy" and (
+            self.lm or self.lexicon or self.lexicon_free or self.nbest != 1 or self.hotwords
+        ):
+            raise DecoderError(
+                "lm, lexicon, lexicon_free, hotwords and nbest > 1 need the beam decoder (kind='beam')"
+            )
+        for word, bonus in self.hotwords:
+            if not word or word.split() != [word] or not math.isfinite(bonus):
+                raise DecoderError(f"hotword {word!r}: need one word and a finite bonus, got bonus {bonus}")
         if self.lexicon_free and self.lexicon:
             raise DecoderError("give a lexicon or ask for lexicon-free decoding, not both")
         if self.beam_size < 1 or not 1 <= self.nbest <= self.beam_size:
@@ -148,41 +162,52 @@ def arpa_unigrams(path: str | Path) -> list[str]:
 
 
 class _WordLM(CTCDecoderLM):
-    """A word LM for flashlight's lexicon-free search: the characters since the last separator are scored as
-    one word, plus ``word_score``, at the next separator and at the end.
+    """Whole-word scores for flashlight: ``lm_weight`` times the n-gram LM's log10 probability (when there is
+    an LM), plus the word's hotword bonus, plus ``word_score`` when lexicon-free.
 
-    Flashlight's lexicon-free search queries its LM with every token, so a word LM given to it directly would
-    score characters as words. This adapter weights its scores itself (give flashlight ``lm_weight=1``).
+    With a lexicon (``vocab``: the words in flashlight's word-id order) flashlight asks for each completed
+    word by id and adds ``word_score`` itself. Lexicon-free, flashlight asks after every token, so the
+    characters since the last separator are scored as one word at the next separator and at the end; a word
+    LM given to flashlight directly would score characters as words. Give flashlight ``lm_weight=1``.
     """
 
-    def __init__(self, path: str, lm_weight: float, word_score: float, symbols: Sequence[str]) -> None:
+    def __init__(self, config: DecoderConfig, symbols: Sequence[str], vocab: Sequence[str] | None) -> None:
         super().__init__()
-        words = arpa_unigrams(path)
-        self.words = Dictionary(words if UNK in words else [*words, UNK])
-        self.words.set_default_index(self.words.get_index(UNK))
-        self.kenlm = KenLM(path, self.words)
-        self.lm_weight, self.word_score = lm_weight, word_score
+        self.by_id = list(vocab) if vocab is not None else None
+        self.kenlm: KenLM | None = None
+        if config.lm is not None:
+            words = self.by_id if self.by_id is not None else arpa_unigrams(config.lm)
+            self.words = Dictionary(words if UNK in words else [*words, UNK])
+            self.words.set_default_index(self.words.get_index(UNK))
+            self.kenlm = KenLM(config.lm, self.words)
+        self.lm_weight = config.lm_weight
+        self.word_score = config.word_score if vocab is None else 0.0
+        self.hotwords = dict(config.hotwords)
         self.symbols, self.separator = symbols, symbols.index(SEPARATOR)
-        self.states: dict[LMState, tuple[LMState, str, float]] = {}  # -> (KenLM state, word so far, score)
+        self.states: dict[LMState, tuple[LMState | None, str, float]] = {}  # -> (KenLM state, word, score)
 
-    def _word(self, ken: LMState, word: str) -> tuple[LMState, float]:
+    def _word(self, ken: LMState | None, word: str) -> tuple[LMState | None, float]:
         if not word:
             return ken, 0.0
-        ken, logp = self.kenlm.score(ken, self.words.get_index(word))
-        return ken, self.lm_weight * logp + self.word_score
+        score = self.hotwords.get(word, 0.0) + self.word_score
+        if self.kenlm is not None:
+            ken, logp = self.kenlm.score(ken, self.words.get_index(word))
+            score += self.lm_weight * logp
+        return ken, score
 
     def start(self, start_with_nothing: bool) -> LMState:
         self.states.clear()  # flashlight decodes one utterance at a time
         state = CTCDecoderLMState()
-        self.states[state] = (self.kenlm.start(start_with_nothing), "", 0.0)
+        ken = self.kenlm.start(start_with_nothing) if self.kenlm is not None else None
+        self.states[state] = (ken, "", 0.0)
         return state
 
     def score(self, state: LMState, token: int) -> tuple[LMState, float]:
         child = state.child(token)
         if child not in self.states:
             ken, word, _ = self.states[state]
-            if token == self.separator:
-                ken, score = self._word(ken, word)
+            if self.by_id is not None or token == self.separator:  # a word is complete
+                ken, score = self._word(ken, self.by_id[token] if self.by_id is not None else word)
                 self.states[child] = (ken, "", score)
             else:
                 self.states[child] = (ken, word + self.symbols[token], 0.0)
@@ -191,19 +216,25 @@ class _WordLM(CTCDecoderLM):
     def finish(self, state: LMState) -> tuple[LMState, float]:
         ken, word, _ = self.states[state]
         ken, score = self._word(ken, word)
-        _, logp = self.kenlm.finish(ken)
-        return state.child(-1), score + self.lm_weight * logp
+        if self.kenlm is not None:
+            _, logp = self.kenlm.finish(ken)
+            score += self.lm_weight * logp
+        return state.child(-1), score
 
 
 def _lexicon(config: DecoderConfig, symbols: Sequence[str]) -> dict[str, list[list[str]]] | None:
-    """The lexicon to search with (None: lexicon-free), without spellings using unknown tokens."""
+    """The lexicon to search with (None: lexicon-free), hotwords added, without spellings using unknown
+    tokens."""
+    known = set(symbols)
+    for word, _ in config.hotwords:
+        if not known.issuperset(spell(word)):
+            raise DecoderError(f"hotword {word!r}: has characters the model cannot spell")
     if config.lexicon is not None:
         lexicon = read_lexicon(config.lexicon)
     elif config.lm is not None and not config.lexicon_free:
         lexicon = {w: [spell(w)] for w in arpa_unigrams(config.lm) if w not in ("<s>", "</s>", UNK)}
     else:
         return None
-    known = set(symbols)
     kept = {w: [s for s in spellings if known.issuperset(s)] for w, spellings in lexicon.items()}
     kept = {w: spellings for w, spellings in kept.items() if spellings}
     if not kept:
@@ -214,16 +245,19 @@ def _lexicon(config: DecoderConfig, symbols: Sequence[str]) -> dict[str, list[li
             len(lexicon) - len(kept),
             len(lexicon),
         )
+    for word, _ in config.hotwords:
+        kept.setdefault(word, [spell(word)])
     return kept
 
 
 def _flashlight(
     config: DecoderConfig, symbols: list[str], lexicon: dict[str, list[list[str]]] | None
 ) -> FlashlightDecoder:
-    """torchaudio's flashlight decoder for ``config``; the lexicon goes through a temporary file."""
+    """torchaudio's flashlight decoder for ``config``; lexicon and word list go through temporary files."""
+    words = None if lexicon is None else [*lexicon, *([] if UNK in lexicon else [UNK])]  # word-id order
     lm, lm_weight = config.lm, config.lm_weight
-    if lexicon is None and config.lm is not None:
-        lm, lm_weight = _WordLM(config.lm, config.lm_weight, config.word_score, symbols), 1.0
+    if config.hotwords or (lexicon is None and config.lm is not None):
+        lm, lm_weight = _WordLM(config, symbols, words), 1.0
     options = dict(
         tokens=symbols,
         lm=lm,
@@ -237,14 +271,15 @@ def _flashlight(
         sil_token=SEPARATOR,
         unk_word=UNK,
     )
-    if lexicon is None:
+    if lexicon is None or words is None:
         return ctc_decoder(lexicon=None, **options)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "lexicon.txt"
+        path, word_list = Path(tmp) / "lexicon.txt", Path(tmp) / "words.txt"
         path.write_text(
             "".join(f"{w} {' '.join(s)}\n" for w, ss in lexicon.items() for s in ss), encoding="utf-8"
         )
-        return ctc_decoder(lexicon=str(path), **options)
+        word_list.write_text("".join(f"{w}\n" for w in words), encoding="utf-8")
+        return ctc_decoder(lexicon=str(path), lm_dict=str(word_list), **options)
 
 
 class CTCDecoder:

@@ -1,26 +1,34 @@
-"""Transcribing files and evaluating a manifest with a loaded :class:`Recognizer`.
+"""Transcribing many audio files, and evaluating a manifest, with a loaded :class:`Recognizer`.
 
-Audio is read by a thread pool while the model decodes the previous chunk.
+Every file's duration is read from its header first. Files up to ``window_s`` seconds are sorted by length
+and run through the model in batches of similar length, while a reader thread loads the next chunk of files;
+longer files go through :func:`asr.longform.transcribe_long` one at a time, in overlapping windows, so memory
+stays bounded whatever the lengths. Both paths decode with the same :class:`asr.decode.DecodePool` and time
+words with the same forced alignment (:func:`asr.timing.timed_hypotheses`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from asr.audio import AudioError, load_audio
-from asr.decode import DecoderConfig, Emission, decode_batch
-from asr.manifest import read_manifest
+from asr.audio import AudioError, audio_duration, load_audio
+from asr.decode import DecodePool, DecoderConfig
+from asr.longform import transcribe_long
+from asr.manifest import ManifestError, json_objects, read_manifest
 from asr.metrics import ErrorCounts, score, write_report
 from asr.recognizer import Recognizer
-from asr.timing import Word, word_timings
+from asr.timing import Word, frame_seconds, timed_hypotheses
 
 log = logging.getLogger(__name__)
+
+WINDOW_S = 30.0  # files longer than this are transcribed in overlapping windows of this length
+OVERLAP_S = 4.0  # seconds shared by neighbouring windows: well over twice the longest word
 
 
 @dataclass
@@ -38,69 +46,89 @@ def _load(path: str) -> np.ndarray | AudioError:
         return e
 
 
-def _chunks(paths: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for i in range(0, len(paths), size):
-        yield paths[i : i + size]
+def _prefetched(paths: Sequence[str], chunks: list[list[int]]) -> Iterator[tuple[list[int], list]]:
+    """(chunk, its loaded waveforms or errors), the next chunk read in a thread while this one is used."""
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        future = reader.submit(lambda c=chunks[0]: [_load(paths[i]) for i in c]) if chunks else None
+        for k, chunk in enumerate(chunks):
+            loaded = future.result()
+            if k + 1 < len(chunks):
+                future = reader.submit(lambda c=chunks[k + 1]: [_load(paths[i]) for i in c])
+            yield chunk, loaded
 
 
 def transcribe_files(
     model: Recognizer,
     paths: Sequence[str | Path],
-    chunk: int = 64,
-    max_batch_seconds: float = 200.0,
+    decoder: DecoderConfig | None = None,
     timestamps: bool = False,
-) -> list[Transcript]:
-    """Greedy transcripts of audio files; an unreadable file gets its one-line error instead.
-
-    With ``timestamps`` each file is aligned on its own and its transcript carries timed words.
-    """
-    paths = [str(p) for p in paths]
-    out: list[Transcript] = []
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = [pool.submit(lambda c=c: [_load(p) for p in c]) for c in _chunks(paths, chunk)]
-        for names, future in zip(_chunks(paths, chunk), pending):
-            loaded = future.result()
-            good = [i for i, w in enumerate(loaded) if not isinstance(w, AudioError)]
-            if timestamps:
-                timed = {i: word_timings(model, loaded[i]) for i in good}
-                texts = {i: " ".join(w.text for w in words) for i, words in timed.items()}
-            else:
-                timed = {}
-                texts = dict(zip(good, model.transcribe([loaded[i] for i in good], max_batch_seconds)))
-            for i, name in enumerate(names):
-                if i in texts:
-                    out.append(Transcript(name, texts[i], words=timed.get(i)))
-                else:
-                    out.append(Transcript(name, None, str(loaded[i])))
-    return out
-
-
-def decode_files(
-    model: Recognizer,
-    paths: Sequence[str | Path],
-    decoder: DecoderConfig,
+    window_s: float = WINDOW_S,
+    overlap_s: float = OVERLAP_S,
     processes: int = 1,
     chunk: int = 64,
+    max_batch_seconds: float = 200.0,
+    progress: Callable[[int], object] | None = None,
 ) -> list[Transcript]:
-    """Transcripts of audio files with ``decoder`` (beam search spread over ``processes``)."""
-    if decoder.kind == "greedy":
-        return transcribe_files(model, paths, chunk)
+    """Transcripts of audio files, in order; an unreadable file gets its one-line error instead.
+
+    ``decoder`` defaults to greedy; beam search runs over ``processes`` worker processes. With
+    ``timestamps`` each transcript carries its timed words. Files longer than ``window_s`` are read and
+    decoded in windows overlapping by ``overlap_s`` (see :mod:`asr.longform`). ``progress`` is called with
+    the number of files finished, as they finish.
+    """
+    if not 0 <= overlap_s < window_s:
+        raise ValueError(f"need 0 <= overlap_s < window_s, got window_s={window_s} overlap_s={overlap_s}")
+    decoder = decoder or DecoderConfig()
     paths = [str(p) for p in paths]
-    emissions: dict[int, Emission] = {}
-    errors: dict[int, str] = {}
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = [pool.submit(lambda c=c: [_load(p) for p in c]) for c in _chunks(paths, chunk)]
-        for start, future in zip(range(0, len(paths), chunk), pending):
-            loaded = future.result()
-            good = [i for i, w in enumerate(loaded) if not isinstance(w, AudioError)]
-            errors.update({start + i: str(w) for i, w in enumerate(loaded) if isinstance(w, AudioError)})
-            emissions.update(zip([start + i for i in good], model.emissions([loaded[i] for i in good])))
-    keys = sorted(emissions)
-    hyps = dict(zip(keys, decode_batch(model.tokenizer, decoder, [emissions[k] for k in keys], processes)))
-    return [
-        Transcript(p, hyps[i][0].text if hyps[i] else "") if i in hyps else Transcript(p, None, errors[i])
-        for i, p in enumerate(paths)
-    ]
+    out: dict[int, Transcript] = {}
+    durations: dict[int, float] = {}
+    for i, path in enumerate(paths):
+        try:
+            durations[i] = audio_duration(path)
+        except AudioError as e:
+            out[i] = Transcript(path, None, str(e))
+    short = sorted((i for i, d in durations.items() if d <= window_s), key=durations.__getitem__)
+    long = [i for i, d in durations.items() if d > window_s]
+    done = progress or (lambda n: None)
+    done(len(paths) - len(durations))
+    frame_s = frame_seconds(model.cfg)
+    with DecodePool(model.tokenizer, processes) as pool:
+        for idx, loaded in _prefetched(paths, [short[k : k + chunk] for k in range(0, len(short), chunk)]):
+            good = [(i, w) for i, w in zip(idx, loaded) if not isinstance(w, AudioError)]
+            for i, w in zip(idx, loaded):
+                if isinstance(w, AudioError):
+                    out[i] = Transcript(paths[i], None, str(w))
+            emissions = model.emissions([w for _, w in good], max_batch_seconds)
+            hyps = pool.decode(decoder, emissions)
+            timed = timed_hypotheses(emissions, hyps, model.tokenizer, frame_s) if timestamps else None
+            for k, ((i, _), h) in enumerate(zip(good, hyps)):
+                out[i] = Transcript(paths[i], h[0].text if h else "", words=timed[k] if timed else None)
+            done(len(idx))
+        for i in long:
+            try:
+                words = transcribe_long(model, paths[i], window_s, overlap_s, decoder, pool)
+                text = " ".join(w.text for w in words)
+                out[i] = Transcript(paths[i], text, words=words if timestamps else None)
+            except AudioError as e:
+                out[i] = Transcript(paths[i], None, str(e))
+            done(1)
+    return [out[i] for i in range(len(paths))]
+
+
+def manifest_audio(path: str | Path) -> list[str]:
+    """The audio files of a JSONL manifest (only ``audio_filepath`` is needed; relative to its folder)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    base = path.resolve().parent
+    audio = []
+    with open(path, "rb") as f:
+        for number, entry in json_objects(path, f):
+            name = entry.get("audio_filepath")
+            if not isinstance(name, str) or not name:
+                raise ManifestError(f"{path}:{number}: audio_filepath must be a non-empty string")
+            audio.append(str(base / name))
+    return audio
 
 
 def evaluate_manifest(
@@ -109,6 +137,7 @@ def evaluate_manifest(
     report: str | Path | None = None,
     decoder: DecoderConfig | None = None,
     processes: int = 1,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[ErrorCounts, int]:
     """Corpus WER/CER counts over a manifest and the number of unreadable files skipped.
 
@@ -116,7 +145,8 @@ def evaluate_manifest(
     greedy.
     """
     utts = read_manifest(manifest)
-    results = decode_files(model, [u.audio_filepath for u in utts], decoder or DecoderConfig(), processes)
+    paths = [u.audio_filepath for u in utts]
+    results = transcribe_files(model, paths, decoder, processes=processes, progress=progress)
     kept = [(u, r) for u, r in zip(utts, results) if r.text is not None]
     for r in results:
         if r.text is None:

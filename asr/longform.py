@@ -8,14 +8,15 @@ Algorithm
 2. The 16 kHz samples are cut into windows of ``window_s`` seconds that start every
    ``window_s - overlap_s`` seconds, so neighbours share ``overlap_s`` seconds. The last window runs from
    its start to the end of the file (it may be shorter).
-3. A few windows at a time are padded into one batch and run through the model; each window is greedily
-   decoded and its words timed by forced alignment on that window's own frames
-   (:func:`asr.timing.align_words`), then shifted by the window's start.
+3. A few windows at a time are run through the model together; each window is decoded (greedy or beam
+   search, as :class:`asr.decode.DecoderConfig` says) and its words timed by forced alignment on that
+   window's own frames (:func:`asr.timing.timed_hypotheses`), then shifted by the window's start.
 4. Merge: each window *owns* the span from ``start + overlap/2`` to ``end - overlap/2`` (the first window
    from 0, the last to the end of the file). The owned spans tile the file without gap or overlap, and a
    word is kept only from the window that owns its midpoint, so no word is lost or doubled at a boundary.
 
 Memory holds the current window, a small batch of windows and the list of words, whatever the length.
+With beam search and an LM, the LM's context starts afresh in each window.
 
 Limit: a word is transcribed whole only if some window holds all of it. A word lies wholly inside the
 window owning its midpoint unless it is longer than ``overlap/2`` on the side of a boundary; such a word
@@ -31,12 +32,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
-import torch
 
 from asr.audio import SAMPLE_RATE, AudioError, _info, _reason, to_model_rate
-from asr.decode import greedy_decode
+from asr.decode import DecodePool, DecoderConfig
 from asr.recognizer import Recognizer
-from asr.timing import Word, align_words, frame_seconds
+from asr.timing import Word, frame_seconds, timed_hypotheses
 
 BLOCK_FRAMES = 65536  # frames read from the file at a time
 WINDOWS_PER_BATCH = 4  # windows run through the model together
@@ -90,20 +90,24 @@ def _windows(path: str | Path, window: int, hop: int) -> Iterator[tuple[int, np.
     yield *pending, True
 
 
-@torch.inference_mode()
 def _run(
-    model: Recognizer, batch: list[tuple[int, np.ndarray, bool]], overlap: float, frame_s: float
+    model: Recognizer,
+    batch: list[tuple[int, np.ndarray, bool]],
+    overlap: float,
+    decoder: DecoderConfig,
+    pool: DecodePool,
 ) -> list[Word]:
     """The owned, shifted words of a batch of (start sample, samples, is last) windows, in time order."""
-    log_probs, out_lens = model(*model.pad([w for _, w, _ in batch]))  # (B, T', V), (B,)
+    emissions = model.emissions([w for _, w, _ in batch])
+    hyps = pool.decode(decoder, emissions)
     words: list[Word] = []
-    for (start, wave, last), ids, lp, n in zip(
-        batch, greedy_decode(log_probs, out_lens), log_probs, out_lens
+    for (start, wave, last), timed in zip(
+        batch, timed_hypotheses(emissions, hyps, model.tokenizer, frame_seconds(model.cfg))
     ):
         t0 = start / SAMPLE_RATE
         lo = t0 + overlap / 2 if start > 0 else float("-inf")
         hi = t0 + len(wave) / SAMPLE_RATE - overlap / 2 if not last else float("inf")
-        for w in align_words(lp[: int(n)], ids, model.tokenizer, frame_s):
+        for w in timed:
             s, e = round(w.start + t0, 3), round(w.end + t0, 3)
             if lo <= (s + e) / 2 < hi:
                 words.append(Word(w.text, s, e, w.confidence))
@@ -111,31 +115,32 @@ def _run(
 
 
 def transcribe_long(
-    model: Recognizer, path: str | Path, window_s: float = 30.0, overlap_s: float = 4.0
+    model: Recognizer,
+    path: str | Path,
+    window_s: float = 30.0,
+    overlap_s: float = 4.0,
+    decoder: DecoderConfig | None = None,
+    pool: DecodePool | None = None,
 ) -> list[Word]:
     """Timed words of an audio file of any length, read and decoded in overlapping windows.
 
-    Raises :class:`AudioError` for an unreadable file and ValueError unless 0 <= overlap_s < window_s.
-    See the module docstring for the algorithm and its limit.
+    ``decoder`` defaults to greedy; ``pool`` (one is made when not given) lets many files share beam search
+    decoders and worker processes. Raises :class:`AudioError` for an unreadable file and ValueError unless
+    0 <= overlap_s < window_s. See the module docstring for the algorithm and its limit.
     """
     if not 0 <= overlap_s < window_s:
         raise ValueError(f"need 0 <= overlap_s < window_s, got window_s={window_s} overlap_s={overlap_s}")
+    if pool is None:
+        with DecodePool(model.tokenizer) as own:
+            return transcribe_long(model, path, window_s, overlap_s, decoder, own)
     window = int(round(window_s * SAMPLE_RATE))
     hop = window - int(round(overlap_s * SAMPLE_RATE))
     overlap = (window - hop) / SAMPLE_RATE
-    frame_s = frame_seconds(model.cfg)
     words: list[Word] = []
     batch: list[tuple[int, np.ndarray, bool]] = []
     for item in _windows(path, window, hop):
         batch.append(item)
         if len(batch) == WINDOWS_PER_BATCH or item[2]:
-            words += _run(model, batch, overlap, frame_s)
+            words += _run(model, batch, overlap, decoder or DecoderConfig(), pool)
             batch = []
     return words
-
-
-def transcribe_long_text(
-    model: Recognizer, path: str | Path, window_s: float = 30.0, overlap_s: float = 4.0
-) -> str:
-    """The transcript of :func:`transcribe_long` as one line of words."""
-    return " ".join(w.text for w in transcribe_long(model, path, window_s, overlap_s))

@@ -18,7 +18,7 @@ import torchaudio.functional as AF
 from torch import Tensor
 
 from asr.config import Config
-from asr.decode import greedy_decode
+from asr.decode import Emission, Hypothesis, greedy_decode
 from asr.recognizer import Recognizer
 from asr.text import BLANK_ID, SPACE, CharTokenizer
 
@@ -81,6 +81,19 @@ def align_words(
             )
             group = []
     return words
+
+
+def timed_hypotheses(
+    emissions: Sequence[Emission],
+    hyps: Sequence[Sequence[Hypothesis]],
+    tokenizer: CharTokenizer,
+    frame_s: float,
+) -> list[list[Word]]:
+    """The words of each utterance's best hypothesis (none when it has none), aligned to its emissions."""
+    return [
+        align_words(torch.from_numpy(lp[:n]), h[0].tokens if h else [], tokenizer, frame_s)
+        for (lp, n), h in zip(emissions, hyps)
+    ]
 
 
 @torch.inference_mode()

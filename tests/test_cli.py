@@ -1,5 +1,6 @@
 """The ``asr`` command, run as a user would: in a subprocess."""
 
+import io
 import json
 import subprocess
 import sys
@@ -174,3 +175,85 @@ def test_evaluate_with_beam_search_and_lm(trained_model, corpus, tmp_path):
     assert out.stdout.startswith("WER ")
     bad = asr("evaluate", corpus["test"], "--model", trained_model, "--lm", tmp_path / "lm.arpa")
     assert bad.returncode == EXIT_USAGE and "beam" in bad.stderr
+
+
+def test_cli_window_defaults_are_the_library_defaults():
+    from asr import cli, inference
+
+    assert (cli.WINDOW_S, cli.OVERLAP_S) == (inference.WINDOW_S, inference.OVERLAP_S)
+
+
+@pytest.fixture(scope="module")
+def long_wav(corpus, tmp_path_factory):
+    """The test utterances end to end (longer than a 5 s window), and its duration."""
+    from asr.audio import load_audio
+
+    wave = np.concatenate([load_audio(u.audio_filepath) for u in read_manifest(corpus["test"])])
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    sf.write(path, wave, 16000)
+    assert len(wave) / 16000 > 8
+    return path, len(wave) / 16000
+
+
+def test_transcribe_long_file_in_windows(memorised, long_wav):
+    from asr.checkpoint import load_model
+    from asr.inference import transcribe_files
+
+    model, (path, duration) = memorised[0], long_wav
+    out = asr("transcribe", path, "--model", model, "--json", "--timestamps", "--window", 5, "--overlap", 1)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads(out.stdout)
+    (expected,) = transcribe_files(load_model(model), [path], timestamps=True, window_s=5, overlap_s=1)
+    assert [(w["word"], w["start"], w["end"]) for w in row["words"]] == [
+        (w.text, w.start, w.end) for w in expected.words
+    ]
+    assert row["words"] and row["text"] == " ".join(w["word"] for w in row["words"])
+    assert all(a["start"] <= b["start"] for a, b in zip(row["words"], row["words"][1:]))
+    assert row["words"][0]["start"] >= 0 and row["words"][-1]["end"] <= duration
+    srt = asr("transcribe", path, "--model", model, "--format", "srt", "--window", 5, "--overlap", 1)
+    assert srt.returncode == 0 and srt.stdout.startswith("1\n00:00:")
+    bad = asr("transcribe", path, "--model", model, "--window", 5, "--overlap", 5)
+    assert bad.returncode == EXIT_USAGE and "--overlap" in bad.stderr
+
+
+def test_transcribe_manifest_in_order_with_beam_search(trained_model, corpus, tmp_path):
+    utts = read_manifest(corpus["test"])
+    lines = [{"audio_filepath": u.audio_filepath} for u in utts] + [{"audio_filepath": "missing.wav"}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = asr("transcribe", "--manifest", tmp_path / "m.jsonl", "--model", trained_model, "--decoder", "beam")
+    assert out.returncode == EXIT_BAD_AUDIO
+    assert [line.split("\t")[0] for line in out.stdout.splitlines()] == [u.audio_filepath for u in utts]
+    assert out.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'missing.wav'}: file not found"
+    assert "%|" not in out.stderr  # no progress bar when stderr is not a terminal
+    (tmp_path / "bad.jsonl").write_text('{"audio_filepath": 3}\n')
+    bad = asr("transcribe", "--manifest", tmp_path / "bad.jsonl", "--model", trained_model)
+    assert bad.returncode == EXIT_MANIFEST and f"{tmp_path / 'bad.jsonl'}:1: audio_filepath" in bad.stderr
+    assert asr("transcribe", "--model", trained_model).returncode == EXIT_USAGE
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_progress_bar_on_a_terminal_unless_quiet(trained_model, corpus, monkeypatch, capsys, quiet):
+    from asr.cli import main
+
+    files = [u.audio_filepath for u in read_manifest(corpus["test"])]
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["transcribe", *files, "--model", str(trained_model), *(["--quiet"] if quiet else [])]) == 0
+    bar = f"{len(files)}/{len(files)}"
+    assert (bar in terminal.getvalue()) is not quiet
+    assert len(capsys.readouterr().out.splitlines()) == len(files)
+
+
+def test_hotword_option():
+    from asr.cli import HOTWORD_BONUS, _hotword
+
+    assert _hotword("Cut:2.5") == ("cut", 2.5) and _hotword("cut") == ("cut", HOTWORD_BONUS)
+    out = asr("transcribe", "a.wav", "--model", "m.pt", "--hotword", "cut:lots")
+    assert out.returncode == EXIT_USAGE and "WORD:BONUS" in out.stderr
+    out = asr("evaluate", "m.jsonl", "--model", "m.pt", "--hotword", "cut")
+    assert out.returncode == EXIT_USAGE and "beam" in out.stderr
