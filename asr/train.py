@@ -144,6 +144,7 @@ def build_trainer(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> pl.Trai
         save_top_k=1,
         save_last=True,
         auto_insert_metric_name=False,
+        enable_version_counter=False,  # both checkpoint callbacks write the one last.ckpt that resume reads
     )
     extra: list[pl.Callback] = list(callbacks)
     if t.checkpoint_every_n_steps:
@@ -153,6 +154,7 @@ def build_trainer(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> pl.Trai
                 every_n_train_steps=t.checkpoint_every_n_steps,
                 save_top_k=0,
                 save_last=True,
+                enable_version_counter=False,
             )
         )
     return pl.Trainer(

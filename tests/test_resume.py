@@ -48,10 +48,14 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
 
 
+def _rows(exp: Path) -> list[dict[str, str]]:
+    with open(exp / "logs" / "metrics.csv") as f:
+        return [r for r in csv.DictReader(f) if r.get("train/loss")]
+
+
 def _losses(exp: Path) -> dict[int, float]:
     """step -> train/loss; a step logged twice (before the kill and after resuming) keeps its last row."""
-    with open(exp / "logs" / "metrics.csv") as f:
-        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
+    return {int(r["step"]): float(r["train/loss"]) for r in _rows(exp)}
 
 
 def _step(ckpt: Path) -> int:
@@ -88,6 +92,8 @@ def test_sigkill_and_resume_matches_an_uninterrupted_run(corpus, tiny_model, tmp
     proc.wait()
     killed_at = _step(last)
     assert KILL_AFTER <= killed_at < MAX_STEPS, f"killed too late, at step {killed_at}"
+    per_epoch = sum(r["epoch"] == "0" for r in _rows(tmp_path / "ref"))
+    assert killed_at % per_epoch, f"step {killed_at} ends an epoch of {per_epoch}: not a mid-epoch resume"
 
     resumed = subprocess.run(
         _command(corpus, exp, tiny_model), capture_output=True, text=True, env=_env(), timeout=300
