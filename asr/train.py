@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from asr.audio import SAMPLE_RATE
 from asr.config import Config, save_config
 from asr.data import AsrDataModule, AsrDataset, collate
+from asr.errors import first_line
 from asr.features import CMVNAccumulator, LogMel
 from asr.lightning import AtomicCheckpointIO, CTCModule
 from asr.manifest import read_manifest
@@ -30,6 +31,10 @@ from asr.recognizer import Recognizer
 from asr.text import CharTokenizer
 
 log = logging.getLogger(__name__)
+
+
+class PeerFailure(RuntimeError):
+    """A multi-process run stopped because one of its processes died or failed."""
 
 
 def build_tokenizer(cfg: Config) -> CharTokenizer:
@@ -112,22 +117,31 @@ class RNGState(pl.Callback):
 
 
 class AudioThroughput(pl.Callback):
-    """Logs training speed in audio-seconds per wall-clock second (this rank), per epoch."""
+    """Logs training speed in audio-seconds per wall-clock second (this rank), per epoch.
 
-    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self.start, self.audio = time.perf_counter(), 0.0  # a run resumed mid-epoch starts no epoch
+    Validation inside the epoch is not counted, and the audio is summed on the device, so measuring adds
+    no host-device synchronisation to the training step.
+    """
 
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self.start, self.audio = time.perf_counter(), 0.0
+        self.start, self.paused, self.samples = time.perf_counter(), 0.0, torch.zeros((), dtype=torch.long)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx
     ) -> None:
         if batch is not None:
-            self.audio += float(batch.wave_lens.sum()) / SAMPLE_RATE
+            self.samples = self.samples.to(batch.wave_lens.device) + batch.wave_lens.sum()
+
+    def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.validation_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self.paused += time.perf_counter() - self.validation_start
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        speed = self.audio / max(time.perf_counter() - self.start, 1e-9)
+        elapsed = time.perf_counter() - self.start - self.paused
+        speed = float(self.samples) / SAMPLE_RATE / max(elapsed, 1e-9)
         module.log("train/audio_sec_per_sec", speed, batch_size=1)
         log.info("epoch %d: %.0f audio-seconds per second", trainer.current_epoch, speed)
 
@@ -214,6 +228,14 @@ def train(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> Path:
     trainer = build_trainer(cfg, callbacks)
     if trainer.is_global_zero:
         save_config(cfg, exp / "config.yaml")
-    trainer.fit(CTCModule(recognizer), datamodule=data, ckpt_path=resume)
+    try:
+        trainer.fit(CTCModule(recognizer), datamodule=data, ckpt_path=resume)
+    except RuntimeError as e:
+        if trainer.world_size == 1:
+            raise
+        raise PeerFailure(
+            f"rank {trainer.global_rank}: another training process failed or was killed ({first_line(e)}); "
+            f"see the other ranks' logs, then rerun the same command to resume from {last}"
+        ) from e
     best = trainer.checkpoint_callback.best_model_path
     return Path(best) if best else last
