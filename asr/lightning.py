@@ -48,9 +48,15 @@ class CTCModule(pl.LightningModule):
         super().__init__()
         self.recognizer = recognizer
         self.cfg = recognizer.cfg
-        self.skipped_steps = 0
+        self._skipped = torch.zeros((), dtype=torch.long)  # kept on the training device: no host sync
+        self._skipped_reported = 0
         self._eval_counts = ErrorCounts()
         self._eval_loss = torch.zeros(2, dtype=torch.float64)  # (sum of losses, target tokens)
+
+    @property
+    def skipped_steps(self) -> int:
+        """Optimiser steps skipped because the loss or a gradient was not finite."""
+        return int(self._skipped)
 
     def forward(self, waves: Tensor, wave_lens: Tensor) -> tuple[Tensor, Tensor]:
         return self.recognizer(waves, wave_lens)
@@ -81,8 +87,7 @@ class CTCModule(pl.LightningModule):
             return sum(p.sum() for p in self.parameters()) * 0.0
         losses, _, _ = self._shared_step(batch, train=True)
         loss = losses.sum() / batch.target_lens.sum().clamp_min(1)  # mean per target token
-        if torch.isfinite(loss):
-            self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(batch))
         return loss
 
     def configure_gradient_clipping(
@@ -90,19 +95,28 @@ class CTCModule(pl.LightningModule):
     ) -> None:
         """Clip by global norm; skip the step when the loss or a gradient is not finite.
 
-        Gradients are already summed across DDP ranks here, so every rank takes the same decision.
+        Gradients are already summed across DDP ranks here, so every rank takes the same decision. The
+        decision stays on the device: the fused AdamW reads ``found_inf`` and leaves weights, moments and
+        its step count untouched, so the training step never waits for the GPU.
         """
         params = [p for p in self.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
-        if not torch.isfinite(norm):
-            for p in params:
-                p.grad = None
-            self.skipped_steps += 1
-            log.warning(
-                "step %d: non-finite gradient, step skipped (%d so far)", self.global_step, self.skipped_steps
-            )
+        bad = ~torch.isfinite(norm)
+        optimizer.found_inf = bad.float()
+        self._skipped = self._skipped.to(norm.device) + bad
         self.log("train/grad_norm", norm, batch_size=1)
-        self.log("train/skipped_steps", float(self.skipped_steps), batch_size=1)
+        self.log("train/skipped_steps", self._skipped.float(), batch_size=1)
+
+    def on_train_epoch_end(self) -> None:
+        skipped = self.skipped_steps
+        if skipped > self._skipped_reported:
+            log.warning(
+                "epoch %d: %d step(s) skipped for a non-finite loss or gradient (%d in all)",
+                self.current_epoch,
+                skipped - self._skipped_reported,
+                skipped,
+            )
+            self._skipped_reported = skipped
 
     def _eval_step(self, batch: Batch | None) -> None:
         if batch is None:
@@ -149,6 +163,7 @@ class CTCModule(pl.LightningModule):
             [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=o.lr,
             betas=tuple(o.betas),
+            fused=True,  # one kernel for all parameters, and it can skip a step on the device (found_inf)
         )
         total = int(self.trainer.estimated_stepping_batches)
         warmup = min(o.warmup_steps, max(1, total // 5))
@@ -162,4 +177,5 @@ class CTCModule(pl.LightningModule):
         checkpoint["skipped_steps"] = self.skipped_steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.skipped_steps = int(checkpoint.get("skipped_steps", 0))
+        self._skipped_reported = int(checkpoint.get("skipped_steps", 0))
+        self._skipped = torch.tensor(self._skipped_reported)

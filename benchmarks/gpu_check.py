@@ -1,0 +1,386 @@
+"""GPU check: the CUDA training and transcription paths, with speed and memory figures, in a few minutes.
+
+Usage:
+    python benchmarks/gpu_check.py OUT_DIR [--configs conf/small.yaml conf/large.yaml] [--epochs 4]
+
+Needs one CUDA GPU and the project's own dependencies, nothing more. Writes OUT_DIR/gpu_check.json and
+OUT_DIR/gpu_check.md and prints the table. For each config and precision (fp32, bf16 autocast):
+
+- ``loop``: the real training loop (``asr.train.train``: FLAC files read by loader workers, features and
+  SpecAugment on the GPU, encoder, CTC in fp32, AdamW, checkpointing and one validation at the end) on a
+  generated corpus of noise with LibriSpeech-like durations; audio-seconds per second is the median over
+  epochs after the first, peak GPU memory is the allocator's peak.
+- ``preloaded``: the same module's training step on batches already on the GPU (no loader, no Lightning);
+  loop / preloaded shows whether the data path costs anything.
+- ``bare``: a fused bidirectional cuDNN LSTM stack of the same size on padded input, forward + backward +
+  AdamW, no features, no CTC; the baseline a hand-written script would get.
+- ``rnn TFLOP/s``: matrix FLOPs of the RNN layers (forward + backward, counted as 3x forward) per second of
+  the RNN stack alone, with the two directions overlapped on two CUDA streams (the default) and run one
+  after the other, as a fraction of the card's bf16 matrix-product throughput (8192^3, timed in this run).
+- the large preset once more in bf16 with four times its batch, since GPU memory allows it.
+
+Before the figures, two exactness checks on the device: a padded batch against its items one at a time,
+and gradients with the directions overlapped against run one after the other.
+
+Transcription: the real-time factor of greedy transcription of 10 s files in length-sorted batches, and of
+one 10-minute file in a single pass, for each config (random weights: speed does not depend on them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from flops import forward_flops_per_second  # noqa: E402
+
+from asr.config import Config, load_config  # noqa: E402
+from asr.data import Batch  # noqa: E402
+from asr.lightning import CTCModule  # noqa: E402
+from asr.manifest import write_manifest  # noqa: E402
+from asr.recognizer import Recognizer  # noqa: E402
+from asr.text import CharTokenizer  # noqa: E402
+from asr.train import train  # noqa: E402
+
+RATE = 16000
+WORDS = np.array(
+    [
+        "the",
+        "of",
+        "and",
+        "to",
+        "a",
+        "in",
+        "that",
+        "he",
+        "was",
+        "it",
+        "his",
+        "i",
+        "is",
+        "with",
+        "for",
+        "as",
+        "had",
+        "you",
+        "her",
+        "on",
+        "be",
+        "at",
+        "by",
+        "not",
+        "this",
+    ]
+)
+DEVICE = torch.device("cuda")  # --device cpu runs the same code on the CPU, as a quick check of the script
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def reset_peak() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gib() -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if DEVICE.type == "cuda" else float("nan")
+
+
+def make_corpus(folder: Path, count: int, seed: int = 0) -> Path:
+    """``count`` FLAC files of quiet noise, 2-17 s (mean about 11 s), with random word transcripts."""
+    durations = np.clip(np.random.default_rng(seed).normal(11.5, 3.5, count), 2.0, 16.9)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def write(i: int) -> dict:
+        rng = np.random.default_rng([seed, i])  # one generator per file: the writers run in threads
+        path = folder / f"{i:05d}.flac"
+        samples = int(durations[i] * RATE)
+        sf.write(path, (rng.standard_normal(samples) * 0.05).astype(np.float32), RATE)
+        words = rng.choice(WORDS, max(1, int(durations[i] * 2.7)))
+        return {"audio_filepath": str(path), "duration": samples / RATE, "text": " ".join(words)}
+
+    with ThreadPoolExecutor(16) as pool:
+        utts = list(pool.map(write, range(count)))
+    write_manifest(folder / "train.jsonl", utts)
+    write_manifest(folder / "val.jsonl", utts[:64])
+    return folder / "train.jsonl"
+
+
+def loop_speed(config: str, corpus: Path, precision: str, epochs: int, exp: Path, extra: list[str]) -> dict:
+    """The real training loop: median audio-seconds per second over epochs after the first, peak memory."""
+    cfg = load_config(
+        config,
+        [
+            f"data.train_manifest={corpus}",
+            f"data.val_manifest={corpus.parent / 'val.jsonl'}",
+            f"exp_dir={exp}",
+            f"trainer.precision={precision}",
+            f"trainer.max_epochs={epochs}",
+            f"trainer.val_every_n_epochs={epochs}",
+            "trainer.progress_bar=false",
+            "data.num_workers=12",
+            "features.cmvn_max_utts=200",
+            *extra,
+        ],
+    )
+    reset_peak()
+    start = time.perf_counter()
+    train(cfg)
+    wall = time.perf_counter() - start
+    rows = [r.split(",") for r in (exp / "logs" / "metrics.csv").read_text().splitlines()]
+    col, wer = rows[0].index("train/audio_sec_per_sec"), rows[0].index("val/wer")
+    speeds = [float(r[col]) for r in rows[1:] if r[col]]
+    return {
+        "loop_audio_s_per_s": statistics.median(speeds[1:]),
+        "loop_epochs": speeds,
+        "loop_peak_gib": peak_gib(),
+        "loop_wall_s": wall,
+        "val_wer_reported": any(r[wer] for r in rows[1:]),
+    }
+
+
+def synthetic_batch(cfg: Config, tokenizer: CharTokenizer, seconds: float, rng: np.random.Generator) -> Batch:
+    """A padded batch filling ``cfg.data.max_batch_seconds`` with utterances of about ``seconds``."""
+    count = max(1, int(cfg.data.max_batch_seconds / seconds))
+    lens = torch.from_numpy((rng.uniform(0.9, 1.0, count) * seconds * RATE).astype(np.int64))
+    waves = torch.randn(count, int(lens.max())) * 0.05
+    tokens = [tokenizer.encode(" ".join(rng.choice(WORDS, int(seconds * 2.7)))) for _ in range(count)]
+    targets = torch.zeros(count, max(map(len, tokens)), dtype=torch.long)
+    for i, t in enumerate(tokens):
+        targets[i, : len(t)] = torch.tensor(t)
+    return Batch(waves, lens, targets, torch.tensor([len(t) for t in tokens]), [""] * count, [""] * count)
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls after two warm-ups, with the GPU synchronised."""
+    times = []
+    for i in range(repeats + 2):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def preloaded_speed(cfg: Config, bf16: bool, seconds: float) -> float:
+    """Audio-seconds per second of the module's training step on a batch already on the GPU."""
+    tokenizer = CharTokenizer.english()
+    module = CTCModule(Recognizer(cfg, tokenizer)).to(DEVICE).train()
+    batch = synthetic_batch(cfg, tokenizer, seconds, np.random.default_rng(1))
+    tensors = (batch.waves, batch.wave_lens, batch.targets, batch.target_lens)
+    batch = Batch(*(t.to(DEVICE) for t in tensors), [], [])
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=True)
+
+    def step() -> None:
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=bf16):
+            losses, _, _ = module._shared_step(batch, train=True)
+        (losses.sum() / batch.target_lens.sum()).backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 5.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return float(batch.wave_lens.sum()) / RATE / timed(step, 5)
+
+
+def bare_speed(cfg: Config, bf16: bool, batch: int, seconds: float) -> float:
+    """Audio-seconds per second of a fused bidirectional cuDNN stack of the same size, padded input."""
+    m = cfg.model
+    lstm = torch.nn.LSTM(2 * m.hidden_size, m.hidden_size, m.num_layers, batch_first=True, bidirectional=True)
+    lstm = lstm.to(DEVICE)
+    opt = torch.optim.AdamW(lstm.parameters())
+    x = torch.randn(batch, int(seconds * 25), 2 * m.hidden_size, device=DEVICE)
+
+    def step() -> None:
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=bf16):
+            y, _ = lstm(x)
+        y.float().square().mean().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return batch * seconds / timed(step, 5)
+
+
+def rnn_tflops(cfg: Config, overlap: bool, batch: int, seconds: float) -> float:
+    """TFLOP/s inside our RNN layers (bf16 autocast), forward + backward, directions overlapped or not."""
+    encoder = Recognizer(cfg, CharTokenizer.english()).encoder.to(DEVICE)
+    for layer in encoder.rnns:
+        layer.overlap_directions = overlap
+    frames = int(seconds * 25)
+    width = encoder.rnns[0].forward_rnn.input_size
+    x = torch.randn(batch, frames, width, device=DEVICE, requires_grad=True)
+    lens = torch.from_numpy(np.linspace(frames * 0.9, frames, batch).astype(np.int64)).to(DEVICE)
+
+    def step() -> None:
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
+            y = x
+            for rnn, proj in zip(encoder.rnns, encoder.projections):
+                y = proj(rnn(y, lens))
+        y.float().sum().backward()
+
+    flops = 3 * forward_flops_per_second(cfg)["rnn"] * float(lens.sum()) / 25
+    return flops / timed(step, 5) / 1e12
+
+
+def cuda_checks() -> dict:
+    """Exactness on this device: a padded batch equals its items one at a time, and overlapping the two
+    directions on two streams changes neither outputs nor gradients."""
+    torch.manual_seed(0)
+    cfg = load_config(None, ["model.hidden_size=64", "model.num_layers=2", "model.dropout=0"])
+    encoder = Recognizer(cfg, CharTokenizer.english()).encoder.to(DEVICE)
+    feats, lens = torch.randn(4, 400, 80, device=DEVICE), torch.tensor([400, 350, 200, 57], device=DEVICE)
+    out, out_lens = encoder(feats, lens)
+    single = max(
+        float((out[i, : out_lens[i]] - encoder(feats[i : i + 1, :n], lens[i : i + 1])[0][0]).abs().max())
+        for i, n in enumerate(lens.tolist())
+    )
+    grads = []
+    for overlap in (True, False):
+        for layer in encoder.rnns:
+            layer.overlap_directions = overlap
+        encoder.zero_grad()
+        log_probs, out_lens = encoder(feats, lens)
+        mask = (torch.arange(log_probs.shape[1], device=DEVICE)[None] < out_lens[:, None])[..., None]
+        (log_probs * mask).sum().backward()
+        grads.append([p.grad.clone() for p in encoder.parameters()])
+    overlap_diff = max(float((a - b).abs().max()) for a, b in zip(*grads))
+    return {"padded_vs_single_max_diff": single, "overlap_vs_serial_grad_max_diff": overlap_diff}
+
+
+def matmul_tflops() -> float:
+    """Measured bf16 dense matrix-product throughput of this card (8192^3)."""
+    n = 8192 if DEVICE.type == "cuda" else 1024
+    a = torch.randn(n, n, device=DEVICE, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=DEVICE, dtype=torch.bfloat16)
+    return 2 * n**3 / timed(lambda: a @ b, 10) / 1e12
+
+
+@torch.inference_mode()
+def transcribe_rtf(cfg: Config) -> dict:
+    """Real-time factor of greedy GPU transcription: 64 files of 10 s, and one 10-minute file."""
+    model = Recognizer(cfg, CharTokenizer.english()).to(DEVICE).eval()
+    rng = np.random.default_rng(2)
+    short = [(rng.standard_normal(10 * RATE) * 0.05).astype(np.float32) for _ in range(64)]
+    long = [(rng.standard_normal(600 * RATE) * 0.05).astype(np.float32)]
+    out = {}
+    for name, waves in (("rtf_10s_x64", short), ("rtf_10min", long)):
+        reset_peak()
+        seconds = timed(lambda w=waves: model.transcribe(w), 3)
+        out[name] = seconds / (sum(map(len, waves)) / RATE)
+        out[f"{name}_peak_gib"] = peak_gib()
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out", type=Path)
+    p.add_argument("--configs", nargs="+", default=["conf/small.yaml", "conf/large.yaml"])
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--utterances", type=int, default=1200)
+    p.add_argument("--device", default="cuda", help="cpu: a quick check of this script without a GPU")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("gpu_check: no CUDA device")
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = {
+        "gpu": torch.cuda.get_device_name() if DEVICE.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "cudnn": torch.backends.cudnn.version(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    env["bf16_matmul_tflops"] = matmul_tflops()
+    env |= cuda_checks()
+    print(json.dumps(env), flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = make_corpus(Path(tmp) / "corpus", args.utterances)
+        runs = [(c, p, 1) for c in args.configs for p in ("32-true", "bf16-mixed")]
+        runs += [(args.configs[-1], "bf16-mixed", 4)]  # the large preset with 4x the batch: GPU memory allows
+        for config, precision, scale in runs:
+            cfg = load_config(config)
+            budget = cfg.data.max_batch_seconds * scale
+            cfg = load_config(config, [f"data.max_batch_seconds={budget}"])
+            seconds = 11.5
+            batch = max(1, int(budget / seconds))
+            bf16 = precision == "bf16-mixed"
+            fwd = sum(forward_flops_per_second(cfg).values())
+            row = {"config": config, "precision": precision, "batch": batch}
+            exp = Path(tmp) / f"{len(rows)}"
+            row |= loop_speed(
+                config, corpus, precision, args.epochs, exp, [f"data.max_batch_seconds={budget}"]
+            )
+            row["preloaded_audio_s_per_s"] = preloaded_speed(cfg, bf16, seconds)
+            row["bare_audio_s_per_s"] = bare_speed(cfg, bf16, batch, seconds)
+            row["loop_train_tflops"] = 3 * fwd * row["loop_audio_s_per_s"] / 1e12
+            if bf16:
+                for overlap in (True, False):
+                    name = "overlap" if overlap else "serial"
+                    row[f"rnn_tflops_{name}"] = rnn_tflops(cfg, overlap, batch, seconds)
+                    row[f"rnn_fraction_{name}"] = row[f"rnn_tflops_{name}"] / env["bf16_matmul_tflops"]
+                if scale == 1:
+                    row |= transcribe_rtf(cfg)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            (args.out / "gpu_check.json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
+    lines = [
+        f"GPU check on {env['gpu']} (torch {env['torch']}, cuDNN {env['cudnn']}), {env['date']}; "
+        f"bf16 matrix product {env['bf16_matmul_tflops']:.0f} TFLOP/s",
+        "",
+        "| config | precision | batch | loop a-s/s | preloaded a-s/s | loop/preloaded | bare a-s/s | "
+        "loop/bare | peak GiB | train TFLOP/s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['config']} | {r['precision']} | {r['batch']} | {r['loop_audio_s_per_s']:.0f} | "
+            f"{r['preloaded_audio_s_per_s']:.0f} | "
+            f"{r['loop_audio_s_per_s'] / r['preloaded_audio_s_per_s']:.2f} | "
+            f"{r['bare_audio_s_per_s']:.0f} | {r['loop_audio_s_per_s'] / r['bare_audio_s_per_s']:.2f} | "
+            f"{r['loop_peak_gib']:.1f} | {r['loop_train_tflops']:.1f} |"
+        )
+    head = "| config | batch | RNN TFLOP/s, directions overlapped (fraction) | serial (fraction) |"
+    lines += ["", head, "| --- | --- | --- | --- |"]
+    for r in rows:
+        if "rnn_tflops_overlap" in r:
+            lines.append(
+                f"| {r['config']} | {r['batch']} | "
+                f"{r['rnn_tflops_overlap']:.0f} ({r['rnn_fraction_overlap']:.0%}) "
+                f"| {r['rnn_tflops_serial']:.0f} ({r['rnn_fraction_serial']:.0%}) |"
+            )
+    lines += [
+        "",
+        "| config | RTF 10 s x64 | peak GiB | RTF 10 min | peak GiB |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        if "rtf_10s_x64" in r:
+            lines.append(
+                f"| {r['config']} | {r['rtf_10s_x64']:.5f} | {r['rtf_10s_x64_peak_gib']:.2f} | "
+                f"{r['rtf_10min']:.5f} | {r['rtf_10min_peak_gib']:.2f} |"
+            )
+    lines += ["", f"exactness on the device: {json.dumps({k: env[k] for k in env if 'diff' in k})}"]
+    (args.out / "gpu_check.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
