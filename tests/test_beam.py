@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -134,3 +135,46 @@ def test_bad_settings_fail_early(tmp_path):
     (tmp_path / "lm.bin").write_bytes(b"mmap lm http://kheafield.com/code format version 5\n\0\0")
     with pytest.raises(DecoderError, match="needs a lexicon"):
         CTCDecoder(TOKENIZER, DecoderConfig(kind="beam", lm=str(tmp_path / "lm.bin")))
+
+
+def _best(config: DecoderConfig, frames: list[dict[str, float]]) -> tuple[str, float]:
+    hyp = CTCDecoder(TOKENIZER, config).decode(_frames(frames)[None], torch.tensor([len(frames)]))[0][0]
+    return hyp.text, hyp.score
+
+
+@pytest.mark.parametrize("lexicon_free", [False, True], ids=["lexicon-from-lm", "lexicon-free"])
+def test_hotword_flips_the_lm_decision(lm, lexicon_free):
+    config = DecoderConfig(kind="beam", lm=lm, lexicon_free=lexicon_free)
+    assert _best(config, AMBIGUOUS)[0] == "the cut"
+    boosted = dataclasses.replace(config, hotwords=(("cat", 5.0),))
+    assert _best(boosted, AMBIGUOUS)[0] == "the cat"
+
+
+def test_hotword_flips_the_acoustic_decision_without_lm():
+    assert _best(DecoderConfig(kind="beam"), AMBIGUOUS)[0] == "the cat"
+    assert _best(DecoderConfig(kind="beam", hotwords=(("cut", 2.0),)), AMBIGUOUS)[0] == "the cut"
+    assert _best(DecoderConfig(kind="beam", hotwords=(("cut", 0.2),)), AMBIGUOUS)[0] == "the cat"  # too small
+
+
+def test_hotword_scoring_in_python_equals_flashlight_kenlm(lm):
+    """With a zero bonus the Python scorer that carries hotwords gives flashlight's own KenLM scores."""
+    plain = DecoderConfig(kind="beam", lm=lm, word_score=0.5)
+    assert _best(dataclasses.replace(plain, hotwords=(("cat", 0.0),)), AMBIGUOUS) == pytest.approx(
+        _best(plain, AMBIGUOUS), abs=1e-4
+    )
+
+
+def test_hotword_outside_the_lexicon_is_added(tmp_path):
+    write_lexicon(tmp_path / "lexicon.txt", ["cat", "cut", "dot"])
+    config = DecoderConfig(kind="beam", lexicon=str(tmp_path / "lexicon.txt"))
+    assert _best(config, _spelled("dog cut"))[0] == "dot cut"
+    assert _best(dataclasses.replace(config, hotwords=(("dog", 1.0),)), _spelled("dog cut"))[0] == "dog cut"
+
+
+def test_bad_hotwords_fail_early():
+    with pytest.raises(DecoderError, match="beam"):
+        DecoderConfig(hotwords=(("cut", 1.0),))
+    with pytest.raises(DecoderError, match="one word"):
+        DecoderConfig(kind="beam", hotwords=(("new york", 1.0),))
+    with pytest.raises(DecoderError, match="hotword 'café': has characters the model cannot spell"):
+        CTCDecoder(TOKENIZER, DecoderConfig(kind="beam", hotwords=(("café", 1.0),)))
