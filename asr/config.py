@@ -91,6 +91,8 @@ class TrainerConfig:
     strategy: str = "auto"  # Lightning strategy: auto, ddp, ddp_spawn, ...
     accumulate_grad_batches: int = 1
     checkpoint_every_n_steps: int = 0  # >0: also write last.ckpt every this many optimiser steps
+    keep_last: int = 0  # with checkpoint_every_n_steps: keep this many step-*.ckpt (to average the last K)
+    keep_best: int = 1  # best-*.ckpt kept by validation WER (to average the best K)
     val_every_n_epochs: int = 1
     log_every_n_steps: int = 20
     progress_bar: bool = True
@@ -147,8 +149,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("data.min_duration must be below data.max_duration")
     if any(not 0.5 <= f <= 2.0 for f in cfg.data.speed_perturb):
         raise ConfigError(f"data.speed_perturb factors must lie in [0.5, 2], got {cfg.data.speed_perturb}")
-    if cfg.trainer.checkpoint_every_n_steps < 0:
-        raise ConfigError("trainer.checkpoint_every_n_steps must be >= 0")
+    if cfg.trainer.checkpoint_every_n_steps < 0 or cfg.trainer.keep_last < 0 or cfg.trainer.keep_best < 1:
+        raise ConfigError("need trainer.checkpoint_every_n_steps >= 0, keep_last >= 0 and keep_best >= 1")
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

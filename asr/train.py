@@ -123,6 +123,9 @@ class AudioThroughput(pl.Callback):
     no host-device synchronisation to the training step.
     """
 
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.on_train_epoch_start(trainer, module)  # a run resumed mid-epoch starts no epoch
+
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.start, self.paused, self.samples = time.perf_counter(), 0.0, torch.zeros((), dtype=torch.long)
 
@@ -155,7 +158,7 @@ def build_trainer(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> pl.Trai
         filename="best-{epoch:03d}-{step}",
         monitor="val/wer",
         mode="min",
-        save_top_k=1,
+        save_top_k=t.keep_best,
         save_last=True,
         auto_insert_metric_name=False,
         enable_version_counter=False,  # both checkpoint callbacks write the one last.ckpt that resume reads
@@ -165,9 +168,13 @@ def build_trainer(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> pl.Trai
         extra.append(
             ModelCheckpoint(
                 dirpath=exp / "checkpoints",
+                filename="step-{step:08d}",
                 every_n_train_steps=t.checkpoint_every_n_steps,
-                save_top_k=0,
+                monitor="step",  # keep the latest keep_last
+                mode="max",
+                save_top_k=t.keep_last,
                 save_last=True,
+                auto_insert_metric_name=False,
                 enable_version_counter=False,
             )
         )

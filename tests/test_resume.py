@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import signal
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from asr.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 KILL_AFTER = 4  # kill once last.ckpt holds at least this many steps (mid-epoch: an epoch is ~6 steps)
@@ -40,6 +43,7 @@ def _command(corpus: dict[str, Path], exp: Path, tiny_model: list[str]) -> list[
         f"trainer.max_steps={MAX_STEPS}",
         "trainer.max_epochs=100",
         "trainer.checkpoint_every_n_steps=1",
+        "trainer.keep_last=2",
         "trainer.threads=1",
     ]
 
@@ -107,3 +111,54 @@ def test_sigkill_and_resume_matches_an_uninterrupted_run(corpus, tiny_model, tmp
     assert [got[s] for s in after] == pytest.approx([want[s] for s in after], rel=1e-5, abs=1e-6)
     ref_w, run_w = _weights(tmp_path / "ref"), _weights(exp)
     assert all(torch.allclose(ref_w[k], run_w[k], atol=1e-6) for k in ref_w)
+    kept = sorted(p.name for p in (tmp_path / "ref" / "checkpoints").glob("step-*.ckpt"))
+    assert kept == [f"step-{MAX_STEPS - 1:08d}.ckpt", f"step-{MAX_STEPS:08d}.ckpt"]
+    avg = tmp_path / "avg.pt"
+    assert (
+        _average_tool().main([str(tmp_path / "ref" / "checkpoints"), "--last", "2", "--out", str(avg)]) == 0
+    )
+    assert load_model(avg).cfg.model.hidden_size == 32
+
+
+def _average_tool():
+    spec = importlib.util.spec_from_file_location(
+        "average_checkpoints", ROOT / "tools/average_checkpoints.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_average_checkpoints_last_and_best(trained_model, tmp_path, capsys):
+    tool = _average_tool()
+    base = torch.load(trained_model, map_location="cpu", weights_only=True)
+    (key,) = [k for k in base["callbacks"] if "val/wer" in k]
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for i, wer in enumerate([0.5, 0.2, 0.3, 0.9]):  # steps 10, 20, 30, 40; encoder weights shifted by i
+        ckpt = {**base, "global_step": 10 * (i + 1)}
+        ckpt["state_dict"] = {
+            k: v + i if ".encoder." in f".{k}" and v.is_floating_point() else v
+            for k, v in base["state_dict"].items()
+        }
+        ckpt["callbacks"] = {
+            **base["callbacks"],
+            key: {**base["callbacks"][key], "current_score": torch.tensor(wer)},
+        }
+        torch.save(ckpt, folder / f"c{i}.ckpt")
+    assert [p.name for p in tool.select([folder], last=2)] == ["c2.ckpt", "c3.ckpt"]
+    assert [p.name for p in tool.select([folder], best=2)] == ["c1.ckpt", "c2.ckpt"]
+
+    out = tmp_path / "avg.pt"
+    assert tool.main([str(folder), "--last", "3", "--out", str(out)]) == 0
+    assert "averaged 3 checkpoint(s): c1.ckpt, c2.ckpt, c3.ckpt" in capsys.readouterr().out
+    averaged = load_model(out).state_dict()
+    original = load_model(trained_model).state_dict()
+    for k, v in original.items():
+        shift = 2.0 if k.startswith("encoder.") and v.is_floating_point() else 0.0  # mean of 1, 2 and 3
+        assert torch.allclose(averaged[k], v + shift, atol=1e-5), k
+
+    other = {**base, "asr": {**base["asr"], "config": {**base["asr"]["config"], "seed": 7}}}
+    torch.save(other, folder / "other.ckpt")
+    assert tool.main([str(folder / "c0.ckpt"), str(folder / "other.ckpt"), "--out", str(out)]) == 4
+    assert "only like models average" in capsys.readouterr().err

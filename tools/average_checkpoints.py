@@ -1,0 +1,87 @@
+"""Average the weights of several checkpoints into one inference model (``model.pt`` format).
+
+Usage:
+    python tools/average_checkpoints.py exp/run/checkpoints --last 5 --out exp/run/model_avg5.pt
+    python tools/average_checkpoints.py exp/run/checkpoints --best 3 --out exp/run/model_best3.pt
+    python tools/average_checkpoints.py a.ckpt b.ckpt c.ckpt --out avg.pt
+
+``--last K`` takes the K checkpoints with the most training steps (keep them with
+``trainer.checkpoint_every_n_steps=N trainer.keep_last=K``); ``--best K`` the K with the lowest validation WER
+(``trainer.keep_best=K``). Checkpoints are loaded with ``weights_only=True``; all must share one model config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from asr.checkpoint import CheckpointError, load_checkpoint, load_model, recognizer_state, save_atomic
+
+
+def _val_wer(ckpt: dict) -> float | None:
+    """The validation WER a best-WER checkpoint was saved for (its ModelCheckpoint's current score)."""
+    for key, state in ckpt.get("callbacks", {}).items():
+        if "val/wer" in key and state.get("current_score") is not None:
+            return float(state["current_score"])
+    return None
+
+
+def select(paths: Sequence[Path], last: int = 0, best: int = 0) -> list[Path]:
+    """Checkpoint files (folders expanded to their ``*.ckpt``) narrowed to the ``last`` or ``best`` K."""
+    files = sorted({f for p in paths for f in (sorted(p.glob("*.ckpt")) if p.is_dir() else [p])})
+    if not (last or best):
+        return files
+    info = {f: load_checkpoint(f) for f in files}
+    if last:
+        by_step = {int(c.get("global_step", -1)): f for f, c in sorted(info.items()) if f.name != "last.ckpt"}
+        return [by_step[s] for s in sorted(by_step)[-last:]]
+    scored = sorted((w, str(f)) for f, c in info.items() if (w := _val_wer(c)) is not None)
+    return [Path(f) for _, f in scored[:best]]
+
+
+def average_checkpoints(paths: Sequence[Path]) -> dict:
+    """An exported checkpoint whose floating-point weights are the mean of ``paths``' (others: the last's)."""
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    total: dict[str, torch.Tensor] = {}
+    first = None
+    for path in paths:
+        ckpt = load_checkpoint(path)
+        state = recognizer_state(ckpt)
+        if first is None:
+            first = ckpt["asr"]
+            total = {k: v.double() if v.is_floating_point() else v.clone() for k, v in state.items()}
+            continue
+        if ckpt["asr"] != first or state.keys() != total.keys():
+            raise CheckpointError(f"{path}: a different model than {paths[0]}; only like models average")
+        for k, v in state.items():
+            total[k] = total[k] + v.double() if v.is_floating_point() else v.clone()
+    averaged = {k: (v / len(paths)).float() if v.is_floating_point() else v for k, v in total.items()}
+    return {"asr": first, "state_dict": averaged}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoints", nargs="+", type=Path, help="checkpoint files or folders of them")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--last", type=int, default=0, metavar="K", help="the K with the most steps")
+    group.add_argument("--best", type=int, default=0, metavar="K", help="the K with the lowest val WER")
+    p.add_argument("--out", type=Path, required=True, help="the averaged model (load it like model.pt)")
+    args = p.parse_args(argv)
+    try:
+        chosen = select(args.checkpoints, args.last, args.best)
+        save_atomic(average_checkpoints(chosen), args.out)
+        load_model(args.out)  # the result must load like any exported model
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 4
+    print(f"averaged {len(chosen)} checkpoint(s): {', '.join(c.name for c in chosen)} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
