@@ -145,16 +145,22 @@ def arpa_unigrams(path: str | Path) -> list[str]:
     words: list[str] = []
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            first = next((line.strip() for line in f if line.strip()), "")
+            lines = enumerate(f, 1)
+            first = next((line.strip() for _, line in lines if line.strip()), "")
             if first != "\\data\\":
                 raise DecoderError(f"{path}: not an ARPA file (a KenLM binary LM needs a lexicon file)")
-            for line in f:
+            for _, line in lines:
                 if line.strip() == "\\1-grams:":
                     break
-            for line in f:
+            for number, line in lines:
                 fields = line.split()
                 if not fields or fields[0].startswith("\\"):
                     break
+                if len(fields) < 2:
+                    raise DecoderError(
+                        f"{path}:{number}: expected a 1-gram 'log10-probability word [backoff]', "
+                        f"got {line.strip()!r}"
+                    )
                 words.append(fields[1])
     except OSError as e:
         raise DecoderError(f"{path}: cannot read the LM ({e.strerror})") from None

@@ -77,6 +77,8 @@ NOTES = """
 - **Manifests** (`asr.manifest.read_manifest`): a list or `ManifestError("PATH:LINE: problem")` for any bytes.
   Training drops utterances it cannot use with a count per reason and skips unreadable audio, naming
   the file, in the main process and in DataLoader workers.
+- **LM files** (`asr.decode.arpa_unigrams`): a word list or `DecoderError("PATH[:LINE]: problem")` for any
+  text, short 1-gram lines included (fuzzed).
 - **Checkpoints** (`asr.checkpoint`): `save_atomic` writes a temporary file, fsyncs it and renames it over
   the target, so SIGKILL at any moment leaves the old or the new checkpoint, both complete
   (`tests/test_faults.py` kills a writer at seeded random moments). A full disk (ENOSPC, or the kernel's
@@ -113,7 +115,6 @@ On the CPU, two runs with the same seed give identical training losses step for 
 Marked `xfail(strict=True)` in `tests/test_fuzz.py` (the marker fails the suite once they are fixed), and
 counted as "(known bug)" above:
 
-- `asr.decode.arpa_unigrams` raises `IndexError` on a 1-gram line with a single field (`fields[1]`).
 - `asr.decode.read_lexicon` raises `UnicodeDecodeError` on a file that is not UTF-8 (it catches only
   `OSError`).
 

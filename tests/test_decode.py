@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from asr.decode import greedy_decode
+from asr.decode import DecoderError, arpa_unigrams, greedy_decode
 
 
 def _emissions(paths: list[list[int]], vocab: int = 5) -> torch.Tensor:
@@ -33,3 +34,10 @@ def test_repeat_across_padding_boundary():
     # the first frame must always count as new, even if it equals the last (rolled) frame
     paths = [[2, 0, 2]]
     assert greedy_decode(_emissions(paths), torch.tensor([3])) == [[2, 2]]
+
+
+def test_arpa_reader_names_the_line_of_a_one_field_unigram(tmp_path):
+    path = tmp_path / "lm.arpa"
+    path.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\tfoo\n-1.0\n\\end\\\n")
+    with pytest.raises(DecoderError, match=r"lm\.arpa:6: expected a 1-gram .* got '-1\.0'"):
+        arpa_unigrams(path)

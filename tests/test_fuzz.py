@@ -111,7 +111,6 @@ ARPA_LINES = st.lists(
     ),
     max_size=8,
 ).map("\n".join)
-KNOWN_ARPA_BUG = IndexError  # a 1-gram line with one field: fields[1] in asr/decode.py arpa_unigrams
 
 
 @fuzz(400)
@@ -121,9 +120,9 @@ def test_arpa_reader_gives_words_or_decoder_error(folder, text):
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
     try:
         words = arpa_unigrams(path)
-    except (DecoderError, KNOWN_ARPA_BUG) as e:
-        known = "" if isinstance(e, DecoderError) else " (known bug)"
-        record("fuzz: ARPA reader (arpa_unigrams)", outcome_of(e) + known)
+    except DecoderError as e:
+        assert str(e).startswith(f"{path}:") and "\n" not in str(e)
+        record("fuzz: ARPA reader (arpa_unigrams)", outcome_of(e))
         return
     assert all(isinstance(w, str) and w for w in words)
     record("fuzz: ARPA reader (arpa_unigrams)", "result")
@@ -154,7 +153,6 @@ def test_lexicon_reader_names_non_utf8_file(tmp_path):
         read_lexicon(tmp_path / "lexicon.txt")
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError, reason="asr/decode.py arpa_unigrams: one-field 1-gram")
 def test_arpa_reader_names_short_unigram_line(tmp_path):
     (tmp_path / "lm.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\n-1.0\n\\end\\\n")
     with pytest.raises(DecoderError, match="lm.arpa"):
