@@ -130,6 +130,9 @@ def read_lexicon(path: str | Path) -> dict[str, list[list[str]]]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as e:
         raise DecoderError(f"{path}: cannot read the lexicon ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        line = e.object[: e.start].count(b"\n") + 1
+        raise DecoderError(f"{path}:{line}: the lexicon is not UTF-8 text") from None
     for number, line in enumerate(lines, 1):
         fields = line.split()
         if not fields:

@@ -77,8 +77,9 @@ NOTES = """
 - **Manifests** (`asr.manifest.read_manifest`): a list or `ManifestError("PATH:LINE: problem")` for any bytes.
   Training drops utterances it cannot use with a count per reason and skips unreadable audio, naming
   the file, in the main process and in DataLoader workers.
-- **LM files** (`asr.decode.arpa_unigrams`): a word list or `DecoderError("PATH[:LINE]: problem")` for any
-  text, short 1-gram lines included (fuzzed).
+- **LM and lexicon files** (`asr.decode.arpa_unigrams`, `asr.decode.read_lexicon`): a word list or
+  `DecoderError("PATH[:LINE]: problem")` for any text, short 1-gram lines and bytes that are not UTF-8
+  included (fuzzed).
 - **Checkpoints** (`asr.checkpoint`): `save_atomic` writes a temporary file, fsyncs it and renames it over
   the target, so SIGKILL at any moment leaves the old or the new checkpoint, both complete
   (`tests/test_faults.py` kills a writer at seeded random moments). A full disk (ENOSPC, or the kernel's
@@ -109,14 +110,6 @@ On the CPU, two runs with the same seed give identical training losses step for 
 - bf16/fp16 autocast results differ between GPU models and library versions; compare runs on one card.
 - DataLoader workers are seeded by Lightning's `seed_everything(workers=True)`; bucketing and SpecAugment
   draw from seeded generators, so the data order is the same on every device.
-
-## Known bugs found by these tests
-
-Marked `xfail(strict=True)` in `tests/test_fuzz.py` (the marker fails the suite once they are fixed), and
-counted as "(known bug)" above:
-
-- `asr.decode.read_lexicon` raises `UnicodeDecodeError` on a file that is not UTF-8 (it catches only
-  `OSError`).
 
 ## Not covered here
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from asr.decode import DecoderError, arpa_unigrams, greedy_decode
+from asr.decode import DecoderError, arpa_unigrams, greedy_decode, read_lexicon
 
 
 def _emissions(paths: list[list[int]], vocab: int = 5) -> torch.Tensor:
@@ -41,3 +41,10 @@ def test_arpa_reader_names_the_line_of_a_one_field_unigram(tmp_path):
     path.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\tfoo\n-1.0\n\\end\\\n")
     with pytest.raises(DecoderError, match=r"lm\.arpa:6: expected a 1-gram .* got '-1\.0'"):
         arpa_unigrams(path)
+
+
+def test_lexicon_reader_names_the_line_that_is_not_utf8(tmp_path):
+    path = tmp_path / "lexicon.txt"
+    path.write_bytes(b"cat c a t |\ncaf\xe9 c a f \xe9 |\n")
+    with pytest.raises(DecoderError, match=r"lexicon\.txt:2: the lexicon is not UTF-8 text"):
+        read_lexicon(path)
