@@ -1,7 +1,7 @@
 """The ``asr`` command: parses arguments and calls the library, nothing else.
 
 Exit codes: 0 success, 1 some input files could not be read, 2 usage error, 3 bad config, 4 bad
-checkpoint, 5 bad manifest.
+checkpoint, 5 bad manifest, 6 an output could not be written (full disk, no permission, not a folder).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from asr.decode import DecoderConfig
 
-EXIT_BAD_AUDIO, EXIT_USAGE, EXIT_CONFIG, EXIT_CHECKPOINT, EXIT_MANIFEST = 1, 2, 3, 4, 5
+EXIT_BAD_AUDIO, EXIT_USAGE, EXIT_CONFIG, EXIT_CHECKPOINT, EXIT_MANIFEST, EXIT_OUTPUT = 1, 2, 3, 4, 5, 6
 WINDOW_S, OVERLAP_S = 30.0, 4.0  # asr.inference's defaults, repeated so that --help imports no torch
 HOTWORD_BONUS = 3.0  # default --hotword bonus: the word's probability times e^3, about 20
 
@@ -172,6 +172,14 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _os_error(e: OSError) -> str:
+    """One line naming the file: "PATH: reason" (save_atomic's messages already name it)."""
+    from asr.errors import first_line
+
+    reason = e.strerror or first_line(e)
+    return f"{e.filename}: {reason}" if e.filename is not None else reason
+
+
 def _train(args: argparse.Namespace) -> int:
     from asr.config import ConfigError, load_config
     from asr.manifest import ManifestError
@@ -184,6 +192,8 @@ def _train(args: argparse.Namespace) -> int:
         return _fail(str(e), EXIT_CONFIG)
     except ManifestError as e:
         return _fail(str(e), EXIT_MANIFEST)
+    except OSError as e:
+        return _fail(_os_error(e), EXIT_OUTPUT)
     return 0
 
 
@@ -259,6 +269,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _fail(str(e), EXIT_CHECKPOINT)
     except ManifestError as e:
         return _fail(str(e), EXIT_MANIFEST)
+    except OSError as e:
+        return _fail(_os_error(e), EXIT_OUTPUT)
     print(
         f"WER {100 * counts.wer:.2f}% ({counts.word_errors}/{counts.words})  "
         f"CER {100 * counts.cer:.2f}% ({counts.char_errors}/{counts.chars})"
@@ -275,6 +287,8 @@ def _export(args: argparse.Namespace) -> int:
         export_model(args.checkpoint, args.output)
     except CheckpointError as e:
         return _fail(str(e), EXIT_CHECKPOINT)
+    except OSError as e:
+        return _fail(_os_error(e), EXIT_OUTPUT)
     print(f"exported {args.output}")
     return 0
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr.cli import EXIT_BAD_AUDIO, EXIT_CHECKPOINT, EXIT_CONFIG, EXIT_MANIFEST, EXIT_USAGE
+from asr.cli import EXIT_BAD_AUDIO, EXIT_CHECKPOINT, EXIT_CONFIG, EXIT_MANIFEST, EXIT_OUTPUT, EXIT_USAGE
 from asr.manifest import read_manifest
 
 
@@ -100,6 +100,31 @@ def test_export_then_transcribe(trained_model, corpus, tmp_path):
     a = asr("transcribe", good, "--model", trained_model)
     b = asr("transcribe", good, "--model", tmp_path / "model.pt")
     assert a.stdout == b.stdout
+
+
+def test_unwritable_outputs_give_one_line_and_exit_code(trained_model, corpus, tiny_model, tmp_path):
+    (tmp_path / "file").write_text("a regular file, not a folder\n")
+    blocked = tmp_path / "file" / "sub"  # any write under it fails with NotADirectoryError, even as root
+    runs = {
+        "export": asr("export", trained_model, blocked / "model.pt"),
+        "evaluate": asr(
+            "evaluate", corpus["test"], "--model", trained_model, "--report", blocked / "r.jsonl"
+        ),
+        "train": asr(
+            "train",
+            *tiny_model,
+            f"data.train_manifest={corpus['train']}",
+            f"data.val_manifest={corpus['dev']}",
+            f"exp_dir={blocked}",
+            timeout=300,
+        ),
+    }
+    for command, out in runs.items():
+        assert out.returncode == EXIT_OUTPUT, (command, out.stderr[-2000:])
+        last = out.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: {blocked}") and "Not a directory" in last, (command, last)
+        assert "Traceback" not in out.stderr, command
+    assert (tmp_path / "file").read_text() == "a regular file, not a folder\n"
 
 
 @pytest.mark.parametrize(
