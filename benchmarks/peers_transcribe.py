@@ -28,7 +28,9 @@ to a 30 s window, which dominates its cost on short files.
 WER: corpus word error rate with `asr.metrics.score`, i.e. `asr.text.normalize_text` on both sides (lower
 case, punctuation removed). Nothing else is normalised: Whisper writes numbers as digits ("39", "2") where
 AN4 references spell them ("THREE NINE", "TWO"), and each such word counts as an error; the "digit words"
-column counts the hypothesis words holding a digit so that share is visible.
+column counts the hypothesis words holding a digit so that share is visible. Whisper also often glues
+spelled letters into one word ("gmef39" for "G M E F THREE NINE"), which likewise scores as errors;
+`--examples N` prints the first N transcripts of every system to see this.
 """
 
 from __future__ import annotations
