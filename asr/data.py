@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.config import DataConfig
+from asr.errors import first_line
 from asr.manifest import Utterance, read_manifest
 from asr.text import CharTokenizer, TokenizerError
 
@@ -34,6 +35,7 @@ class Batch:
     target_lens: Tensor  # (B,) int64
     ids: list[str]
     texts: list[str]
+    skipped: int = 0  # items of this batch dropped because their audio file could not be read
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -46,6 +48,7 @@ class Batch:
             self.target_lens.pin_memory(),
             self.ids,
             self.texts,
+            self.skipped,
         )
 
 
@@ -117,7 +120,9 @@ def change_speed(wave: np.ndarray, factor: float) -> np.ndarray:
 class AsrDataset(Dataset):
     """Utterances with their token ids. An unreadable audio file is reported and yields ``None``.
 
-    An item is asked for by index, or by (index, speed factor) for speed perturbation.
+    An item is asked for by index, or by (index, speed factor) for speed perturbation. Any other failure
+    while reading or perturbing the audio is raised as a RuntimeError naming the file, the original error
+    as its cause, so that it names the file even from a DataLoader worker.
     """
 
     def __init__(self, entries: Sequence[tuple[Utterance, list[int]]]) -> None:
@@ -134,18 +139,23 @@ class AsrDataset(Dataset):
         index, speed = key if isinstance(key, tuple) else (key, 1.0)
         utt, tokens = self.entries[index]
         try:
-            wave = load_audio(utt.audio_filepath)
+            wave = torch.from_numpy(change_speed(load_audio(utt.audio_filepath), speed))
         except AudioError as e:
             log.warning("skipped: %s", e)
             return None
-        return Item(torch.from_numpy(change_speed(wave, speed)), tokens, utt.id, utt.text)
+        except Exception as e:
+            raise RuntimeError(f"{utt.audio_filepath}: {type(e).__name__}: {first_line(e)}") from e
+        return Item(wave, tokens, utt.id, utt.text)
 
 
 def collate(items: Sequence[Item | None]) -> Batch | None:
-    """Pad items into a :class:`Batch`, dropping unreadable ones (``None`` if none is left)."""
+    """Pad items into a :class:`Batch`, dropping unreadable ones and counting them in ``Batch.skipped``
+    (which reaches the main process from DataLoader workers). ``None`` if no item is left."""
+    skipped = len(items)
     items = [it for it in items if it is not None]
     if not items:
         return None
+    skipped -= len(items)
     wave_lens = torch.tensor([it.wave.numel() for it in items], dtype=torch.long)
     target_lens = torch.tensor([len(it.tokens) for it in items], dtype=torch.long)
     waves = torch.zeros(len(items), int(wave_lens.max()))
@@ -153,7 +163,8 @@ def collate(items: Sequence[Item | None]) -> Batch | None:
     for i, it in enumerate(items):
         waves[i, : it.wave.numel()] = it.wave
         targets[i, : len(it.tokens)] = torch.tensor(it.tokens, dtype=torch.long)
-    return Batch(waves, wave_lens, targets, target_lens, [it.id for it in items], [it.text for it in items])
+    ids, texts = [it.id for it in items], [it.text for it in items]
+    return Batch(waves, wave_lens, targets, target_lens, ids, texts, skipped)
 
 
 class DurationBatchSampler(Sampler[list]):

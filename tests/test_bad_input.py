@@ -11,6 +11,7 @@ import ast
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -333,7 +334,8 @@ def test_training_data_drops_with_counts_and_skips_unreadable(tmp_path, caplog):
     assert f"skipped: {tmp_path / 'missing.wav'}: file not found" in caplog.text
     assert f"skipped: {tmp_path / 'bad.wav'}: not a readable audio file" in caplog.text
     batch = collate(items)
-    assert batch.ids == ["good", "good"] and batch.texts == ["good", ""]
+    assert batch.ids == ["good", "good"] and batch.texts == ["good", ""] and batch.skipped == 2
+    assert collate([None, None]) is None
     for outcome in ("kept", "kept", "kept", "dropped with count", "kept"):
         record("training utterances", outcome)
 
@@ -351,10 +353,30 @@ def test_dataloader_worker_names_unreadable_file(tmp_path):
         logger.removeHandler(handler)
         handler.close()
     assert batch.ids == ["good", "good"] and isinstance(batch.waves, torch.Tensor)
+    assert batch.skipped == 2  # the count of unreadable files reaches the main process
     log = (tmp_path / "worker.log").read_text()
     assert f"{tmp_path / 'missing.wav'}: file not found" in log
     assert f"{tmp_path / 'bad.wav'}: not a readable audio file" in log
     record("training utterances: DataLoader worker", "unreadable file named")
+
+
+def test_unexpected_error_in_a_dataloader_worker_names_the_file(tmp_path, monkeypatch):
+    def broken(wave: np.ndarray, factor: float) -> np.ndarray:
+        raise ZeroDivisionError("resampler fault")
+
+    monkeypatch.setattr("asr.data.change_speed", broken)
+    ds = AsrDataset(_messy_entries(tmp_path, CharTokenizer.english()))
+    with pytest.raises(
+        RuntimeError, match=f"^{re.escape(str(tmp_path / 'good.wav'))}: ZeroDivisionError: resampler fault$"
+    ) as e:
+        ds[0]
+    assert isinstance(e.value.__cause__, ZeroDivisionError)  # the original error is kept, not swallowed
+    if "fork" in torch.multiprocessing.get_all_start_methods():  # a forked worker sees the patch
+        loader = DataLoader(
+            ds, batch_size=len(ds), collate_fn=collate, num_workers=1, multiprocessing_context="fork"
+        )
+        with pytest.raises(RuntimeError, match=f"{re.escape(str(tmp_path / 'good.wav'))}: ZeroDivisionError"):
+            next(iter(loader))
 
 
 SHELL_CALLS = {("os", "system"), ("os", "popen"), ("os", "execl"), ("os", "execlp"), ("os", "spawnl")}
