@@ -63,12 +63,9 @@ class RNNLayer(nn.Module):
     Each direction runs the fused padded kernel (oneDNN, cuDNN) with the padding at the end of the
     sequence, which a forward recurrence never reads before the valid frames; the backward direction runs
     on each sequence reversed within its length. This gives the outputs of packed sequences at the speed of
-    the padded kernels: on CPU, oneDNN's packed path is several times slower, and on an H200, cuDNN's packed
-    bidirectional call ran the RNN layers at 60 TFLOP/s against 105 for this (benchmarks/gpu_check.py).
-
-    On CUDA the two directions are independent, so the backward one runs on a side stream: the many small
-    per-time-step matrix products of the two recurrences overlap on the GPU, as in a fused bidirectional
-    call. Autograd runs each direction's backward pass on the stream of its forward pass.
+    the padded kernels. Measured alternatives: on CPU, oneDNN's packed path is several times slower; on an
+    H200, cuDNN's packed bidirectional call ran the RNN layers at 60 TFLOP/s against 105 for this, and
+    overlapping the two directions on two CUDA streams gained nothing (benchmarks/RESULTS.md).
     """
 
     def __init__(self, rnn_type: str, input_size: int, hidden_size: int, bidirectional: bool) -> None:
@@ -76,35 +73,14 @@ class RNNLayer(nn.Module):
         rnn_cls = RNN_TYPES[rnn_type]
         self.forward_rnn = rnn_cls(input_size, hidden_size, batch_first=True)
         self.backward_rnn = rnn_cls(input_size, hidden_size, batch_first=True) if bidirectional else None
-        self.overlap_directions = True  # on CUDA; benchmarks/gpu_check.py turns it off to measure it
 
     def forward(self, x: Tensor, lens: Tensor) -> Tensor:
         """(B, T, D), lens (B,) -> (B, T, H * directions)."""
-        if self.backward_rnn is None:
-            return self.forward_rnn(x)[0]
-        if x.is_cuda and self.overlap_directions:
-            main, side = torch.cuda.current_stream(x.device), _side_stream(x.device)
-            side.wait_stream(main)
-            with torch.cuda.stream(side):
-                y_back, _ = self.backward_rnn(reverse_padded(x, lens))
-                y_back = reverse_padded(y_back, lens)
-            y, _ = self.forward_rnn(x)
-            main.wait_stream(side)
-            y_back.record_stream(main)  # made on the side stream, used (and freed) on the main one
-            return torch.cat([y, y_back], dim=-1)
         y, _ = self.forward_rnn(x)
+        if self.backward_rnn is None:
+            return y
         y_back, _ = self.backward_rnn(reverse_padded(x, lens))
         return torch.cat([y, reverse_padded(y_back, lens)], dim=-1)
-
-
-_SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
-
-
-def _side_stream(device: torch.device) -> torch.cuda.Stream:
-    """One side stream per CUDA device, made on first use."""
-    if device not in _SIDE_STREAMS:
-        _SIDE_STREAMS[device] = torch.cuda.Stream(device)
-    return _SIDE_STREAMS[device]
 
 
 class Encoder(nn.Module):

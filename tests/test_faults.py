@@ -15,6 +15,7 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from reliability import record
@@ -26,8 +27,11 @@ PAYLOAD = 1 << 21  # float32 values: 8 MiB a checkpoint, so a kill usually lands
 
 
 def _checkpoint(step: int) -> dict:
-    """A checkpoint whose every value encodes ``step``, so a torn mix of two writes is detectable."""
-    return {"asr": {"step": step}, "state_dict": {"w": torch.full((PAYLOAD,), float(step))}}
+    """A checkpoint whose every value encodes ``step``, so a torn mix of two writes is detectable.
+
+    Built with NumPy: in a forked child, torch's OpenMP pool (already used by the parent) can deadlock.
+    """
+    return {"asr": {"step": step}, "state_dict": {"w": torch.from_numpy(np.full(PAYLOAD, step, np.float32))}}
 
 
 def _step_of(path: Path) -> int:
