@@ -1,12 +1,14 @@
 """Reading audio files: the only place that touches audio I/O.
 
 Every file becomes 16 kHz mono float32, whatever its format (anything libsndfile reads: WAV, FLAC, OGG,
-MP3, NIST SPHERE, ...), sample rate or channel count.
+MP3, NIST SPHERE, ...), sample rate or channel count: whole (:func:`load_audio`) or piece by piece with
+bounded memory (:func:`stream_audio`), with the same checks.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ MIN_RATE, MAX_RATE = 1000, 768000  # outside this a header is corrupt (or hostil
 _ESTIMATED_LENGTH = ("OGG", "MP3", "MPEG")  # formats whose header frame count may be an estimate (VBR)
 MAX_ABS = 1e6  # float samples this large are corrupt data (not even int-range audio): features would overflow
 _BLOCK_VALUES = 1 << 22  # samples read at a time: memory follows the audio present, not the header's claim
+STREAM_BLOCK_FRAMES = 65536  # frames read at a time by stream_audio
 _TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)  # libsndfile's header log
 
 
@@ -69,16 +72,35 @@ def _reason(e: Exception) -> str:
     return first_line(e)
 
 
-def _read(path: str | Path) -> tuple[np.ndarray, int]:
-    """All samples as float32 (frames, channels), read in blocks; the header's frame count is not trusted."""
-    blocks = []
-    with sf.SoundFile(str(path)) as f:
-        block = max(1, _BLOCK_VALUES // f.channels)
-        while len(chunk := f.read(block, dtype="float32", always_2d=True)):
-            blocks.append(chunk)
-        if not blocks:
-            return np.zeros((0, f.channels), np.float32), f.samplerate
-        return np.concatenate(blocks), f.samplerate
+def _blocks(path: str | Path, info: sf._SoundFileInfo, block_frames: int) -> Iterator[np.ndarray]:
+    """The samples of ``path`` as float32 (frames, channels) blocks, each checked for NaN, infinite and absurd
+    values; the frame count is checked at the end (the header's is not trusted while reading)."""
+    frames = 0
+    try:
+        with sf.SoundFile(str(path)) as f:
+            while len(block := f.read(block_frames, dtype="float32", always_2d=True)):
+                if not np.isfinite(block).all():
+                    raise AudioError(path, "contains NaN or infinite samples")
+                peak = float(np.abs(block).max())
+                if peak > MAX_ABS:
+                    raise AudioError(
+                        path, f"sample values up to {peak:.3g}, beyond any audio range (corrupt float data)"
+                    )
+                frames += block.shape[0]
+                yield block
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as e:
+        raise AudioError(path, f"cannot decode audio ({_reason(e)})") from None
+    if frames == 0:
+        raise AudioError(path, "no audio samples")
+    if info.frames > 0 and frames < info.frames and info.format not in _ESTIMATED_LENGTH:
+        raise AudioError(path, f"truncated: header declares {info.frames} samples, file holds {frames}")
+
+
+def _mono(block: np.ndarray) -> np.ndarray:
+    """(frames, channels) -> (frames,), channels averaged."""
+    return block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
 
 
 def audio_duration(path: str | Path) -> float:
@@ -97,23 +119,31 @@ def load_audio(path: str | Path) -> np.ndarray:
     absurdly large samples: whatever a file holds, no other exception comes out.
     """
     info = _info(path)
-    try:
-        data, rate = _read(path)
-    except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as e:
-        raise AudioError(path, f"cannot decode audio ({_reason(e)})") from None
-    if data.shape[0] == 0:
-        raise AudioError(path, "no audio samples")
-    if info.frames > 0 and data.shape[0] < info.frames and info.format not in _ESTIMATED_LENGTH:
-        raise AudioError(
-            path, f"truncated: header declares {info.frames} samples, file holds {data.shape[0]}"
-        )
-    if not np.isfinite(data).all():
-        raise AudioError(path, "contains NaN or infinite samples")
-    peak = float(np.abs(data).max())
-    if peak > MAX_ABS:
-        raise AudioError(path, f"sample values up to {peak:.3g}, beyond any audio range (corrupt float data)")
-    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    return to_model_rate(wave, rate)
+    data = np.concatenate(list(_blocks(path, info, max(1, _BLOCK_VALUES // info.channels))))
+    return to_model_rate(_mono(data), info.samplerate)
+
+
+def stream_audio(path: str | Path, block_frames: int = STREAM_BLOCK_FRAMES) -> Iterator[np.ndarray]:
+    """Read ``path`` block by block as 16 kHz mono float32 pieces, whatever its length.
+
+    The pieces joined are :func:`load_audio`'s waveform, up to resampling at block edges (a stream
+    resampler carries its filter state across blocks, so edges leave no clicks). The file's header is
+    checked now; the samples, with the same checks as :func:`load_audio`, as the pieces are read: either
+    may raise :class:`AudioError`.
+    """
+    info = _info(path)
+    return _stream(path, info, block_frames)
+
+
+def _stream(path: str | Path, info: sf._SoundFileInfo, block_frames: int) -> Iterator[np.ndarray]:
+    """:func:`stream_audio`'s pieces, once the header is checked."""
+    rate = info.samplerate
+    stream = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, "float32", "HQ")
+    for block in _blocks(path, info, block_frames):
+        mono = _mono(block)
+        yield to_model_rate(mono, rate) if stream is None else stream.resample_chunk(mono)
+    if stream is not None:
+        yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 def to_model_rate(wave: np.ndarray, rate: int) -> np.ndarray:

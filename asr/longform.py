@@ -2,9 +2,8 @@
 
 Algorithm
 ---------
-1. The file is read block by block (``soundfile.SoundFile.blocks``), never whole. Each block is averaged to
-   mono and brought to 16 kHz: a stream resampler (``soxr.ResampleStream``) carries its filter state across
-   blocks, so block edges leave no clicks; audio already at 16 kHz goes through :func:`to_model_rate`.
+1. The file is read block by block, never whole, as 16 kHz mono pieces (:func:`asr.audio.stream_audio`:
+   a stream resampler carries its filter state across blocks, so block edges leave no clicks).
 2. The 16 kHz samples are cut into windows of ``window_s`` seconds that start every
    ``window_s - overlap_s`` seconds, so neighbours share ``overlap_s`` seconds. The last window runs from
    its start to the end of the file (it may be shorter).
@@ -30,44 +29,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
 
-from asr.audio import SAMPLE_RATE, AudioError, _info, _reason, to_model_rate
+from asr.audio import SAMPLE_RATE, stream_audio
 from asr.decode import DecodePool, DecoderConfig
 from asr.recognizer import Recognizer
 from asr.timing import Word, frame_seconds, timed_hypotheses
 
-BLOCK_FRAMES = 65536  # frames read from the file at a time
 WINDOWS_PER_BATCH = 4  # windows run through the model together
-
-
-def _samples(path: str | Path) -> Iterator[np.ndarray]:
-    """16 kHz mono float32 pieces of ``path``, read block by block, checked as :func:`load_audio` does."""
-    info = _info(path)
-    frames = 0
-    try:
-        with sf.SoundFile(str(path)) as f:
-            rate = f.samplerate
-            stream = (
-                None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, "float32", "HQ")
-            )
-            for block in f.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):  # (frames, channels)
-                if not np.isfinite(block).all():
-                    raise AudioError(path, "contains NaN or infinite samples")
-                frames += block.shape[0]
-                mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
-                yield to_model_rate(mono, SAMPLE_RATE) if stream is None else stream.resample_chunk(mono)
-            if stream is not None:
-                yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
-        if isinstance(e, AudioError):
-            raise
-        raise AudioError(path, f"cannot decode audio ({_reason(e)})") from None
-    if frames == 0:
-        raise AudioError(path, "no audio samples")
-    if info.frames > 0 and frames < info.frames and info.format not in ("OGG", "MPEG"):
-        raise AudioError(path, f"truncated: header declares {info.frames} samples, file holds {frames}")
 
 
 def _windows(path: str | Path, window: int, hop: int) -> Iterator[tuple[int, np.ndarray, bool]]:
@@ -75,7 +43,7 @@ def _windows(path: str | Path, window: int, hop: int) -> Iterator[tuple[int, np.
     buffer = np.zeros(0, np.float32)  # samples from ``start`` on
     start = 0
     pending: tuple[int, np.ndarray] | None = None  # held back until we know whether it is the last
-    for piece in _samples(path):
+    for piece in stream_audio(path):
         buffer = np.concatenate([buffer, piece])
         while len(buffer) >= window:
             if pending is not None:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
+from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio, stream_audio
 
 
 def _tone(rate: int, seconds: float = 0.5, channels: int = 1) -> np.ndarray:
@@ -59,6 +59,7 @@ def _bad_files(tmp_path):
     (tmp_path / "image.flac").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
     sf.write(tmp_path / "zero.wav", np.zeros((0,)), SAMPLE_RATE)
     sf.write(tmp_path / "nan.wav", np.array([0.1, np.nan, 0.2] * 100), SAMPLE_RATE, subtype="FLOAT")
+    sf.write(tmp_path / "huge.wav", np.array([0.1, 3e9, 0.2] * 100), SAMPLE_RATE, subtype="FLOAT")
     return {
         "missing.wav": "file not found",
         "empty.wav": "empty file",
@@ -68,6 +69,7 @@ def _bad_files(tmp_path):
         "image.flac": "not a readable audio file",
         "zero.wav": "no audio samples",
         "nan.wav": "NaN or infinite",
+        "huge.wav": "beyond any audio range",
     }
 
 
@@ -78,3 +80,27 @@ def test_bad_files_give_one_line_errors_naming_the_file(tmp_path):
         message = str(e.value)
         assert message.startswith(str(tmp_path / name)), message
         assert problem in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(SAMPLE_RATE, 1), (SAMPLE_RATE, 2), (44100, 2), (8000, 1)])
+def test_stream_joins_to_the_whole_waveform(tmp_path, rate, channels):
+    sf.write(tmp_path / "a.flac", _tone(rate, 1.0, channels), rate)
+    whole = load_audio(tmp_path / "a.flac")
+    pieces = list(stream_audio(tmp_path / "a.flac", block_frames=1000))
+    assert len(pieces) > 8 and all(p.dtype == np.float32 and p.ndim == 1 for p in pieces)
+    joined = np.concatenate(pieces)
+    if rate == SAMPLE_RATE:
+        np.testing.assert_array_equal(joined, whole)
+    else:  # a stream resampler and a one-shot one agree away from the very ends
+        assert abs(len(joined) - len(whole)) <= 2
+        n = min(len(joined), len(whole))
+        np.testing.assert_allclose(joined[100 : n - 100], whole[100 : n - 100], atol=1e-3)
+
+
+def test_stream_refuses_what_load_audio_refuses(tmp_path):
+    for name, problem in _bad_files(tmp_path).items():
+        with pytest.raises(AudioError) as e:
+            list(stream_audio(tmp_path / name, block_frames=64))
+        assert str(e.value).startswith(str(tmp_path / name)) and problem in str(e.value), str(e.value)
+    with pytest.raises(AudioError, match="file not found"):
+        stream_audio(tmp_path / "missing.wav")  # a bad header is refused before any piece is asked for

@@ -160,5 +160,8 @@ def test_unreadable_file_raises_audio_error(fake, tmp_path):
         transcribe_long(fake, bad)
     with pytest.raises(AudioError, match="file not found"):
         transcribe_long(fake, tmp_path / "missing.wav")
+    sf.write(tmp_path / "huge.wav", np.array([0.1, 3e9, 0.2] * 100), SAMPLE_RATE, subtype="FLOAT")
+    with pytest.raises(AudioError, match="beyond any audio range"):  # load_audio's checks, all of them
+        transcribe_long(fake, tmp_path / "huge.wav")
     with pytest.raises(ValueError, match="overlap_s < window_s"):
         transcribe_long(fake, bad, window_s=2.0, overlap_s=2.0)
