@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -73,7 +72,11 @@ def _parser() -> argparse.ArgumentParser:
         default="txt",
         help="output format (default txt); srt and vtt imply --timestamps",
     )
-    r.add_argument("--output-dir", help="write AUDIO_STEM.<format> files here instead of printing")
+    r.add_argument(
+        "--output-dir",
+        help="write AUDIO_STEM.<format> files here instead of printing, in the inputs' folders relative to "
+        "the folder they share",
+    )
     r.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     r.add_argument(
         "--window",
@@ -200,7 +203,7 @@ def _train(args: argparse.Namespace) -> int:
 def _transcribe(args: argparse.Namespace) -> int:
     from asr.checkpoint import CheckpointError, load_model
     from asr.decode import DecoderError
-    from asr.inference import manifest_audio, transcribe_files
+    from asr.inference import manifest_audio, output_paths, transcribe_files
     from asr.manifest import ManifestError
     from asr.timing import format_transcript, transcript_dict
 
@@ -216,6 +219,10 @@ def _transcribe(args: argparse.Namespace) -> int:
             return _fail("give audio files or --manifest", EXIT_USAGE)
         if fmt in ("srt", "vtt") and len(paths) > 1 and not args.output_dir:
             return _fail(f"several files as {fmt} need --output-dir", EXIT_USAGE)
+        try:
+            outputs = output_paths(paths, args.output_dir, f".{fmt}") if args.output_dir else []
+        except ValueError as e:
+            return _fail(f"--output-dir: {e}", EXIT_USAGE)
         decoder = _decoder_config(args)
         model = load_model(args.model, args.device)
         with _progress_bar(args, len(paths)) as bar:
@@ -229,7 +236,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     except ManifestError as e:
         return _fail(str(e), EXIT_MANIFEST)
     code = 0
-    for r in results:
+    for i, r in enumerate(results):
         if r.text is None:
             code = _fail(r.error, EXIT_BAD_AUDIO)
             continue
@@ -242,9 +249,12 @@ def _transcribe(args: argparse.Namespace) -> int:
             out = r.text + "\n"
         else:
             out = f"{r.path}\t{r.text}\n"
-        if args.output_dir:
-            Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-            (Path(args.output_dir) / f"{Path(r.path).stem}.{fmt}").write_text(out, encoding="utf-8")
+        if outputs:
+            try:
+                outputs[i].parent.mkdir(parents=True, exist_ok=True)
+                outputs[i].write_text(out, encoding="utf-8")
+            except OSError as e:
+                return _fail(_os_error(e), EXIT_OUTPUT)
         else:
             print(out, end="", flush=True)
     return code

@@ -10,6 +10,7 @@ words with the same forced alignment (:func:`asr.timing.timed_hypotheses`).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -113,6 +114,27 @@ def transcribe_files(
                 out[i] = Transcript(paths[i], None, str(e))
             done(1)
     return [out[i] for i in range(len(paths))]
+
+
+def output_paths(paths: Sequence[str | Path], output_dir: str | Path, suffix: str) -> list[Path]:
+    """Where each input's transcript goes under ``output_dir``: its file name with ``suffix`` for its
+    extension, in its folder relative to the inputs' common folder, so files of one folder stay side by
+    side and same-named files of different folders do not overwrite each other.
+
+    Raises ValueError, naming both, for two different inputs that would still share an output: the same
+    name but for the extension, in one folder.
+    """
+    absolute = [os.path.abspath(p) for p in paths]
+    common = os.path.commonpath([os.path.dirname(a) for a in absolute]) if paths else ""
+    outs = [
+        Path(output_dir, os.path.relpath(os.path.dirname(a), common), Path(a).stem + suffix) for a in absolute
+    ]
+    first: dict[Path, int] = {}
+    for i, out in enumerate(outs):
+        j = first.setdefault(out, i)
+        if absolute[j] != absolute[i]:
+            raise ValueError(f"{paths[j]} and {paths[i]} would both be written to {out}; rename one of them")
+    return outs
 
 
 def manifest_audio(path: str | Path) -> list[str]:

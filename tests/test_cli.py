@@ -2,14 +2,18 @@
 
 import io
 import json
+import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from asr.cli import EXIT_BAD_AUDIO, EXIT_CHECKPOINT, EXIT_CONFIG, EXIT_MANIFEST, EXIT_OUTPUT, EXIT_USAGE
+from asr.inference import output_paths
 from asr.manifest import read_manifest
 
 
@@ -125,6 +129,57 @@ def test_unwritable_outputs_give_one_line_and_exit_code(trained_model, corpus, t
         assert last.startswith(f"error: {blocked}") and "Not a directory" in last, (command, last)
         assert "Traceback" not in out.stderr, command
     assert (tmp_path / "file").read_text() == "a regular file, not a folder\n"
+
+
+def test_output_paths_keep_same_named_files_of_different_folders_apart(tmp_path):
+    inputs = [tmp_path / "x" / "a.wav", tmp_path / "y" / "a.wav", tmp_path / "y" / "deep" / "b.flac"]
+    assert output_paths(inputs, "out", ".txt") == [
+        Path("out/x/a.txt"),
+        Path("out/y/a.txt"),
+        Path("out/y/deep/b.txt"),
+    ]
+    assert output_paths(inputs[1:2], "out", ".srt") == [Path("out/a.srt")]  # one folder: no subfolders
+    assert output_paths([inputs[0], inputs[0]], "out", ".txt") == [Path("out/a.txt")] * 2  # same file twice
+    with pytest.raises(
+        ValueError, match=re.escape(f"{inputs[0]} and {inputs[0].with_suffix('.flac')} would both be")
+    ):
+        output_paths([inputs[0], inputs[0].with_suffix(".flac")], "out", ".txt")
+
+
+def test_output_dir_never_overwrites_a_transcript(trained_model, corpus, tmp_path):
+    files = [u.audio_filepath for u in read_manifest(corpus["test"])[:2]]
+    for folder, source in zip("xy", files):
+        (tmp_path / folder).mkdir()
+        shutil.copy(source, tmp_path / folder / "a.wav")
+    inputs = [tmp_path / "x" / "a.wav", tmp_path / "y" / "a.wav"]
+    printed = asr("transcribe", *inputs, "--model", trained_model)
+    assert printed.returncode == 0, printed.stderr
+    out = asr("transcribe", *inputs, "--model", trained_model, "--output-dir", tmp_path / "out")
+    assert out.returncode == 0, out.stderr
+    written = [(tmp_path / "out" / f / "a.txt").read_text().strip() for f in "xy"]
+    assert written == [line.split("\t")[1] for line in printed.stdout.splitlines()]
+
+    shutil.copy(files[0], tmp_path / "x" / "a.flac")
+    clash = asr(
+        "transcribe",
+        inputs[0],
+        tmp_path / "x" / "a.flac",
+        "--model",
+        trained_model,
+        "--output-dir",
+        tmp_path / "clash",
+    )
+    assert clash.returncode == EXIT_USAGE and not (tmp_path / "clash").exists()
+    assert clash.stderr.strip().splitlines() == [
+        f"error: --output-dir: {inputs[0]} and {tmp_path / 'x' / 'a.flac'} would both be written to "
+        f"{tmp_path / 'clash' / 'a.txt'}; rename one of them"
+    ]
+    (tmp_path / "file").write_text("")
+    blocked = asr(
+        "transcribe", inputs[0], "--model", trained_model, "--output-dir", tmp_path / "file" / "out"
+    )
+    assert blocked.returncode == EXIT_OUTPUT
+    assert blocked.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'file' / 'out'}: ")
 
 
 @pytest.mark.parametrize(
