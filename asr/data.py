@@ -8,15 +8,13 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pytorch_lightning as pl
-import soxr
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from asr.audio import SAMPLE_RATE, AudioError, load_audio
+from asr.audio import AudioError, load_audio
 from asr.config import DataConfig
 from asr.errors import first_line
 from asr.manifest import Utterance, read_manifest
@@ -36,6 +34,7 @@ class Batch:
     ids: list[str]
     texts: list[str]
     skipped: int = 0  # items of this batch dropped because their audio file could not be read
+    speed: float = 1.0  # speed perturbation factor, applied on the training device (features.change_speed)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -49,6 +48,7 @@ class Batch:
             self.ids,
             self.texts,
             self.skipped,
+            self.speed,
         )
 
 
@@ -58,6 +58,7 @@ class Item:
     tokens: list[int]
     id: str
     text: str
+    speed: float = 1.0
 
 
 def ctc_min_frames(tokens: Sequence[int]) -> int:
@@ -110,17 +111,11 @@ def select_utterances(
     return kept
 
 
-def change_speed(wave: np.ndarray, factor: float) -> np.ndarray:
-    """Play a 16 kHz ``wave`` ``factor`` times faster, pitch too (sox ``speed``): n -> n / factor samples."""
-    if factor == 1.0:
-        return wave
-    return soxr.resample(wave, SAMPLE_RATE * factor, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
-
-
 class AsrDataset(Dataset):
     """Utterances with their token ids. An unreadable audio file is reported and yields ``None``.
 
-    An item is asked for by index, or by (index, speed factor) for speed perturbation. Any other failure
+    An item is asked for by index, or by (index, speed factor) for speed perturbation: the factor travels
+    with the item and is applied to the whole batch on the training device. Any other failure
     while reading or perturbing the audio is raised as a RuntimeError naming the file, the original error
     as its cause, so that it names the file even from a DataLoader worker.
     """
@@ -139,13 +134,13 @@ class AsrDataset(Dataset):
         index, speed = key if isinstance(key, tuple) else (key, 1.0)
         utt, tokens = self.entries[index]
         try:
-            wave = torch.from_numpy(change_speed(load_audio(utt.audio_filepath), speed))
+            wave = torch.from_numpy(load_audio(utt.audio_filepath))
         except AudioError as e:
             log.warning("skipped: %s", e)
             return None
         except Exception as e:
             raise RuntimeError(f"{utt.audio_filepath}: {type(e).__name__}: {first_line(e)}") from e
-        return Item(wave, tokens, utt.id, utt.text)
+        return Item(wave, tokens, utt.id, utt.text, speed)
 
 
 def collate(items: Sequence[Item | None]) -> Batch | None:
@@ -164,7 +159,7 @@ def collate(items: Sequence[Item | None]) -> Batch | None:
         waves[i, : it.wave.numel()] = it.wave
         targets[i, : len(it.tokens)] = torch.tensor(it.tokens, dtype=torch.long)
     ids, texts = [it.id for it in items], [it.text for it in items]
-    return Batch(waves, wave_lens, targets, target_lens, ids, texts, skipped)
+    return Batch(waves, wave_lens, targets, target_lens, ids, texts, skipped, items[0].speed)
 
 
 class DurationBatchSampler(Sampler[list]):

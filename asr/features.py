@@ -116,6 +116,21 @@ class FeatureExtractor(nn.Module):
         return self.cmvn(feats, lens), lens
 
 
+def change_speed(waves: Tensor, wave_lens: Tensor, factor: float) -> tuple[Tensor, Tensor]:
+    """Play a padded 16 kHz batch ``factor`` times faster, pitch too (sox ``speed``): n -> n / factor samples.
+
+    Speed perturbation for training, done on the batch's device (a polyphase resampling by a small ratio,
+    e.g. 9/10 for 0.9, is cheap there and would cost a loader worker more than reading the file).
+    waves (B, S), wave_lens (B,) -> (B, S'), (B,).
+    """
+    if factor == 1.0:
+        return waves, wave_lens
+    rate = round(SAMPLE_RATE * factor)  # samples taken as recorded at this rate, then brought to 16 kHz
+    out = torchaudio.functional.resample(waves, rate, SAMPLE_RATE)
+    lens = (wave_lens * SAMPLE_RATE + rate - 1) // rate  # ceil(n * 16000 / rate), as resample's output
+    return out, lens
+
+
 def spec_augment(
     feats: Tensor, lens: Tensor, cfg: SpecAugmentConfig, generator: torch.Generator | None = None
 ) -> Tensor:

@@ -15,7 +15,7 @@ from torch import Tensor
 from asr.checkpoint import checkpoint_payload, load_checkpoint, save_atomic
 from asr.data import Batch
 from asr.decode import greedy_decode
-from asr.features import spec_augment
+from asr.features import change_speed, spec_augment
 from asr.metrics import ErrorCounts, score
 from asr.recognizer import Recognizer
 from asr.text import BLANK_ID
@@ -62,11 +62,14 @@ class CTCModule(pl.LightningModule):
         return self.recognizer(waves, wave_lens)
 
     def _shared_step(self, batch: Batch, train: bool) -> tuple[Tensor, Tensor, Tensor]:
-        """Features (+SpecAugment when training), encoder, CTC loss in fp32.
+        """Features (+speed perturbation and SpecAugment when training), encoder, CTC loss in fp32.
 
         Returns the per-utterance losses (B,), log_probs (B, T', V) and out_lens (B,).
         """
-        feats, feat_lens = self.recognizer.frontend(batch.waves, batch.wave_lens)  # (B, T, F)
+        waves, wave_lens = batch.waves, batch.wave_lens  # (B, S)
+        if train:
+            waves, wave_lens = change_speed(waves, wave_lens, batch.speed)
+        feats, feat_lens = self.recognizer.frontend(waves, wave_lens)  # (B, T, F)
         if train:
             feats = spec_augment(feats, feat_lens, self.cfg.specaug)
         log_probs, out_lens = self.recognizer.encoder(feats, feat_lens)  # (B, T', V)

@@ -361,13 +361,13 @@ def test_dataloader_worker_names_unreadable_file(tmp_path):
 
 
 def test_unexpected_error_in_a_dataloader_worker_names_the_file(tmp_path, monkeypatch):
-    def broken(wave: np.ndarray, factor: float) -> np.ndarray:
-        raise ZeroDivisionError("resampler fault")
+    def broken(path: str) -> np.ndarray:
+        raise ZeroDivisionError("decoder fault")
 
-    monkeypatch.setattr("asr.data.change_speed", broken)
+    monkeypatch.setattr("asr.data.load_audio", broken)
     ds = AsrDataset(_messy_entries(tmp_path, CharTokenizer.english()))
     with pytest.raises(
-        RuntimeError, match=f"^{re.escape(str(tmp_path / 'good.wav'))}: ZeroDivisionError: resampler fault$"
+        RuntimeError, match=f"^{re.escape(str(tmp_path / 'good.wav'))}: ZeroDivisionError: decoder fault$"
     ) as e:
         ds[0]
     assert isinstance(e.value.__cause__, ZeroDivisionError)  # the original error is kept, not swallowed

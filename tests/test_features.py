@@ -1,7 +1,10 @@
+import math
+
+import pytest
 import torch
 
 from asr.config import FeatureConfig, SpecAugmentConfig
-from asr.features import CMVNAccumulator, FeatureExtractor, LogMel, num_frames, spec_augment
+from asr.features import CMVNAccumulator, FeatureExtractor, LogMel, change_speed, num_frames, spec_augment
 
 CFG = FeatureConfig()
 
@@ -55,3 +58,21 @@ def test_specaugment_masks_within_bounds():
     assert (zero_frames <= 2 * 5).all()
     assert (out == 0).any()
     assert torch.equal(spec_augment(feats, lens, SpecAugmentConfig(0, 0, 0, 0.0, 0)), feats)
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_change_speed_length_pitch_and_padding(factor):
+    t = torch.arange(16000) / 16000
+    tone = 0.5 * torch.sin(2 * torch.pi * 200 * t)
+    waves = torch.zeros(2, 16000)
+    waves[0], waves[1, :8000] = tone, tone[:8000]
+    out, lens = change_speed(waves, torch.tensor([16000, 8000]), factor)
+    assert lens.tolist() == [math.ceil(16000 / factor), math.ceil(8000 / factor)]
+    assert out.shape[1] >= lens[0]
+    spectrum = torch.fft.rfft(out[0, : lens[0]]).abs()
+    assert abs(int(spectrum.argmax()) * 16000 / int(lens[0]) - 200 * factor) < 2  # pitch moves with speed
+    alone, alone_lens = change_speed(waves[1:, :8000], torch.tensor([8000]), factor)
+    assert alone_lens.item() == lens[1]
+    torch.testing.assert_close(out[1, : lens[1]], alone[0, : lens[1]], atol=1e-5, rtol=0)  # padding unseen
+    same, same_lens = change_speed(waves, torch.tensor([16000, 8000]), 1.0)
+    assert same is waves and same_lens.tolist() == [16000, 8000]
