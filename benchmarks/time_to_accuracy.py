@@ -1,0 +1,66 @@
+"""Time to accuracy on AN4: test WER after training for a fixed wall-clock budget on this machine.
+
+Usage:
+    python benchmarks/time_to_accuracy.py --data-dir ../shared/data/an4 [--minutes 3 6]
+
+Each budget runs the AN4 recipe (``recipes/an4``, its config unchanged: the 120-epoch schedule) in a fresh
+experiment folder, stopped by ``trainer.max_time`` at the budget: the WER a user has at that point of the
+standard run. The test WER is greedy, from the best checkpoint by dev WER. Run it alone: a second
+CPU-heavy process slows training several-fold.
+
+The issue's reference for deepspeech.pytorch on this CPU: 44.9% WER after 15 minutes (its 5.6 M-parameter
+variant) and 86.2% after 30 minutes (its default model); the target is to reach 44.9% in a fifth of 15
+minutes, 3 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_budget(data_dir: Path, minutes: float, exp: Path) -> dict:
+    """Train the AN4 recipe for ``minutes`` of wall-clock time; returns its results.json."""
+    seconds = round(minutes * 60)
+    command = [
+        sys.executable,
+        str(ROOT / "recipes" / "an4" / "train.py"),
+        "--data-dir",
+        str(data_dir),
+        "--out-dir",
+        str(exp / "data"),
+        "--exp-dir",
+        str(exp),
+        "--lm-order",
+        "0",
+        f"trainer.max_time=00:00:{seconds // 60:02d}:{seconds % 60:02d}",
+    ]
+    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return json.loads((exp / "results.json").read_text())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", type=Path, required=True, help="the AN4 tree (CMU layout)")
+    p.add_argument("--minutes", type=float, nargs="+", default=[3.0])
+    args = p.parse_args()
+    print(f"{'budget min':>10}{'train s':>9}{'best epoch':>11}{'test WER %':>12}{'test CER %':>12}")
+    for minutes in args.minutes:
+        with tempfile.TemporaryDirectory() as tmp:
+            r = run_budget(args.data_dir.resolve(), minutes, Path(tmp))
+        epoch = Path(r["best_checkpoint"]).name.split("-")[1]  # best-EPOCH-STEP.ckpt
+        print(
+            f"{minutes:>10g}{r['train_wall_seconds']:>9.0f}{epoch:>11}{r['test_wer']:>12.2f}"
+            f"{r['test_cer']:>12.2f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
