@@ -203,8 +203,8 @@ def _train(args: argparse.Namespace) -> int:
 def _transcribe(args: argparse.Namespace) -> int:
     from asr.checkpoint import CheckpointError, load_model
     from asr.decode import DecoderError
-    from asr.inference import manifest_audio, output_paths, transcribe_files
-    from asr.manifest import ManifestError
+    from asr.inference import output_paths, transcribe_files
+    from asr.manifest import ManifestError, read_audio_paths
     from asr.timing import format_transcript, transcript_dict
 
     fmt = "json" if args.json else args.format
@@ -214,7 +214,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         return _fail(f"need 0 <= --overlap < --window, got {args.overlap} and {args.window}", EXIT_USAGE)
     timed = args.timestamps or fmt in ("srt", "vtt")
     try:
-        paths = [*args.audio, *(manifest_audio(args.manifest) if args.manifest else [])]
+        paths = [*args.audio, *(read_audio_paths(args.manifest) if args.manifest else [])]
         if not paths:
             return _fail("give audio files or --manifest", EXIT_USAGE)
         if fmt in ("srt", "vtt") and len(paths) > 1 and not args.output_dir:

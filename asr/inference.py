@@ -21,7 +21,7 @@ import numpy as np
 from asr.audio import AudioError, audio_duration, load_audio
 from asr.decode import DecodePool, DecoderConfig
 from asr.longform import transcribe_long
-from asr.manifest import ManifestError, json_objects, read_manifest
+from asr.manifest import read_manifest
 from asr.metrics import ErrorCounts, score, write_report
 from asr.recognizer import Recognizer
 from asr.timing import Word, frame_seconds, timed_hypotheses
@@ -135,22 +135,6 @@ def output_paths(paths: Sequence[str | Path], output_dir: str | Path, suffix: st
         if absolute[j] != absolute[i]:
             raise ValueError(f"{paths[j]} and {paths[i]} would both be written to {out}; rename one of them")
     return outs
-
-
-def manifest_audio(path: str | Path) -> list[str]:
-    """The audio files of a JSONL manifest (only ``audio_filepath`` is needed; relative to its folder)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"{path}: manifest not found")
-    base = path.resolve().parent
-    audio = []
-    with open(path, "rb") as f:
-        for number, entry in json_objects(path, f):
-            name = entry.get("audio_filepath")
-            if not isinstance(name, str) or not name:
-                raise ManifestError(f"{path}:{number}: audio_filepath must be a non-empty string")
-            audio.append(str(base / name))
-    return audio
 
 
 def evaluate_manifest(

@@ -72,29 +72,49 @@ def _seconds(value: object) -> float | None:
     return seconds if 0 < seconds < math.inf else None
 
 
-def read_manifest(path: str | Path) -> list[Utterance]:
-    """Read a JSONL manifest; raises :class:`ManifestError` naming the line of the first bad entry."""
+def _entries(path: str | Path) -> Iterator[tuple[str, int, dict, Path]]:
+    """(``path:line``, line number, entry, the manifest's folder) for each entry of a manifest."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
     base = path.resolve().parent
-    utts = []
     with open(path, "rb") as f:
         for number, entry in json_objects(path, f):
-            where = f"{path}:{number}"
-            missing = [k for k in REQUIRED_KEYS if k not in entry]
-            if missing:
-                raise ManifestError(f"{where}: missing key(s) {', '.join(missing)}")
-            audio, duration, text = (entry[k] for k in REQUIRED_KEYS)
-            if not isinstance(audio, str) or not audio or "\0" in audio:
-                raise ManifestError(f"{where}: audio_filepath must be a non-empty string without NUL")
-            seconds = _seconds(duration)
-            if seconds is None:
-                raise ManifestError(f"{where}: duration must be a positive number, got {duration!r:.40}")
-            if not isinstance(text, str):
-                raise ManifestError(f"{where}: text must be a string")
-            utts.append(Utterance(str(base / audio), seconds, text, number))
+            yield f"{path}:{number}", number, entry, base
+
+
+def _audio_path(where: str, entry: dict, base: Path) -> str:
+    audio = entry["audio_filepath"]
+    if not isinstance(audio, str) or not audio or "\0" in audio:
+        raise ManifestError(f"{where}: audio_filepath must be a non-empty string without NUL")
+    return str(base / audio)
+
+
+def read_manifest(path: str | Path) -> list[Utterance]:
+    """Read a JSONL manifest; raises :class:`ManifestError` naming the line of the first bad entry."""
+    utts = []
+    for where, number, entry, base in _entries(path):
+        missing = [k for k in REQUIRED_KEYS if k not in entry]
+        if missing:
+            raise ManifestError(f"{where}: missing key(s) {', '.join(missing)}")
+        audio, duration, text = _audio_path(where, entry, base), entry["duration"], entry["text"]
+        seconds = _seconds(duration)
+        if seconds is None:
+            raise ManifestError(f"{where}: duration must be a positive number, got {duration!r:.40}")
+        if not isinstance(text, str):
+            raise ManifestError(f"{where}: text must be a string")
+        utts.append(Utterance(audio, seconds, text, number))
     return utts
+
+
+def read_audio_paths(path: str | Path) -> list[str]:
+    """The audio files of a manifest, in order; only ``audio_filepath`` is needed (for transcription)."""
+    paths = []
+    for where, _, entry, base in _entries(path):
+        if "audio_filepath" not in entry:
+            raise ManifestError(f"{where}: missing key(s) audio_filepath")
+        paths.append(_audio_path(where, entry, base))
+    return paths
 
 
 def write_manifest(path: str | Path, entries: Iterable[dict]) -> int:

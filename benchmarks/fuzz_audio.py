@@ -25,7 +25,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asr.audio import SAMPLE_RATE, AudioError, load_audio
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from test_fuzz import mutate  # noqa: E402  (the suite's mutations, run here at a larger scale)
+
+from asr.audio import SAMPLE_RATE, AudioError, load_audio  # noqa: E402
 
 SEEDS = [
     ("wav", "WAV", "PCM_16"),
@@ -36,22 +40,16 @@ SEEDS = [
 ]
 
 
-def mutate(data: bytes, rng: random.Random) -> bytes:
-    """One to four overwrites, inserts, deletes or truncations, mostly near the start (the headers)."""
-    out = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        at = int(rng.random() ** 3 * len(out))
-        chunk = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
-        kind = rng.choice(("overwrite", "insert", "delete", "truncate"))
-        if kind == "overwrite":
-            out[at : at + len(chunk)] = chunk
-        elif kind == "insert":
-            out[at:at] = chunk
-        elif kind == "delete":
-            del out[at : at + len(chunk)]
-        else:
-            del out[at:]
-    return bytes(out)
+def mutations(rng: random.Random) -> list[tuple[str, float, bytes]]:
+    """One to four overwrites, inserts, deletes or truncations, for the test suite's ``mutate``."""
+    return [
+        (
+            rng.choice(("overwrite", "insert", "delete", "truncate")),
+            rng.random(),
+            bytes(rng.randrange(256) for _ in range(rng.randint(1, 8))),
+        )
+        for _ in range(rng.randint(1, 4))
+    ]
 
 
 def main() -> int:
@@ -78,7 +76,7 @@ def main() -> int:
                 data = bytes(rng.randrange(256) for _ in range(rng.randint(1, 1000)))
                 path = folder / f"case.{rng.choice([e for e, _, _ in SEEDS])}"
             else:
-                data = mutate(seeds[ext], rng)
+                data = mutate(seeds[ext], mutations(rng))
                 path = folder / f"case.{ext}"
             path.write_bytes(data)
             try:
