@@ -27,6 +27,7 @@ import torch
 
 from asr.decode import DecodePool, DecoderConfig, Emission
 from asr.lm import build_arpa
+from asr.metrics import score
 from asr.text import BLANK_ID, CharTokenizer
 
 FRAME_S = 0.04
@@ -41,8 +42,9 @@ def sentences(rng: np.random.Generator, count: int, vocab_size: int = 2000) -> l
     return [" ".join(rng.choice(vocab, rng.integers(5, 26), p=p / p.sum())) for _ in range(count)]
 
 
-def emission(rng: np.random.Generator, text: str, tok: CharTokenizer, frames: int) -> np.ndarray:
-    """(frames, V) log-probabilities spelling as much of ``text`` as fits, then blanks."""
+def emission(rng: np.random.Generator, text: str, tok: CharTokenizer, frames: int) -> tuple[np.ndarray, str]:
+    """(frames, V) log-probabilities spelling as much of ``text`` as fits, then blanks; and what they spell
+    (the reference for WER: the path's greedy reading)."""
     path: list[int] = []
     for i, c in enumerate(tok.encode(text)):
         if i and path and path[-1] == c:
@@ -53,14 +55,17 @@ def emission(rng: np.random.Generator, text: str, tok: CharTokenizer, frames: in
     top = rng.uniform(0.5, 0.95, size=frames)
     probs *= ((1 - top) / (1 - probs[np.arange(frames), path]))[:, None]
     probs[np.arange(frames), path] = top
-    return np.log(np.maximum(probs, 1e-12)).astype(np.float32)
+    spelled = [c for i, c in enumerate(path) if c != BLANK_ID and (i == 0 or path[i - 1] != c)]
+    return np.log(np.maximum(probs, 1e-12)).astype(np.float32), tok.decode(spelled)
 
 
-def rate(decode: Callable[[], object], count: int) -> float:
+def rate(decode: Callable[[], list[str]], references: list[str]) -> tuple[float, float]:
+    """Utterances per second of ``decode()`` (after a warm-up run) and the WER of its transcripts."""
     decode()  # warm-up (builds decoders, loads the LM)
     start = time.perf_counter()
-    decode()
-    return count / (time.perf_counter() - start)
+    hypotheses = decode()
+    seconds = time.perf_counter() - start
+    return len(references) / seconds, score(references, hypotheses)[0].wer
 
 
 def main() -> None:
@@ -79,9 +84,9 @@ def main() -> None:
     tok = CharTokenizer.english()
     text = sentences(rng, args.sentences)
     frames = round(args.seconds / FRAME_S)
-    emissions: list[Emission] = [
-        (emission(rng, text[rng.integers(len(text))], tok, frames), frames) for _ in range(args.utterances)
-    ]
+    made = [emission(rng, text[rng.integers(len(text))], tok, frames) for _ in range(args.utterances)]
+    emissions: list[Emission] = [(e, frames) for e, _ in made]
+    references = [r for _, r in made]
     tmp = Path(tempfile.mkdtemp())
     lm = tmp / "lm.arpa"
     lm.write_text(build_arpa(text, args.order))
@@ -90,7 +95,7 @@ def main() -> None:
         f"beam {args.beam}; {args.order}-gram LM over {args.sentences} sentences; 1 thread"
     )
 
-    rows: list[tuple[str, float]] = []
+    rows: list[tuple[str, tuple[float, float]]] = []
     beam = DecoderConfig(
         kind="beam", beam_size=args.beam, lm_weight=args.lm_weight, word_score=args.word_score
     )
@@ -100,7 +105,9 @@ def main() -> None:
             ("ours, LM + lexicon", replace(beam, lm=str(lm))),
             ("ours, LM lexicon-free", replace(beam, lm=str(lm), lexicon_free=True)),
         ):
-            rows.append((name, rate(lambda c=config: pool.decode(c, emissions), len(emissions))))
+            rows.append(
+                (name, rate(lambda c=config: [h[0].text for h in pool.decode(c, emissions)], references))
+            )
 
     try:
         from pyctcdecode import build_ctcdecoder
@@ -112,7 +119,7 @@ def main() -> None:
         rows.append(
             (
                 "pyctcdecode, no LM",
-                rate(lambda: [plain.decode(e, beam_width=args.beam) for e, _ in emissions], len(emissions)),
+                rate(lambda: [plain.decode(e, beam_width=args.beam) for e, _ in emissions], references),
             )
         )
         try:
@@ -129,12 +136,12 @@ def main() -> None:
                     "pyctcdecode, LM",
                     rate(
                         lambda: [with_lm.decode(e, beam_width=args.beam) for e, _ in emissions],
-                        len(emissions),
+                        references,
                     ),
                 )
             )
-    for name, value in rows:
-        print(f"{name:<24} {value:8.1f} utt/s/core  ({args.seconds * value:7.0f}x real time)")
+    for name, (value, wer) in rows:
+        print(f"{name:<24} {value:8.1f} utt/s/core  ({args.seconds * value:7.0f}x real time)  WER {wer:6.2%}")
     print(f"target: >= {TARGET:g} utt/s/core on 10 s emissions")
 
 
