@@ -8,12 +8,12 @@ import re
 import socket
 import stat
 import tarfile
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from loopback import serve
 from reliability import record
 
 from asr.download import DownloadError, ExtractError, download, extract_tar
@@ -59,15 +59,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[ThreadingHTTPServer]:
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.files, srv.requests, srv.ranges, srv.cut_after = {"/data.bin": PAYLOAD}, [], True, None
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    thread = threading.Thread(target=srv.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join()
+    with serve(_Handler, files={"/data.bin": PAYLOAD}, requests=[], ranges=True, cut_after=None) as srv:
+        yield srv
 
 
 @pytest.fixture

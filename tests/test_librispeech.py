@@ -11,13 +11,13 @@ import re
 import subprocess
 import sys
 import tarfile
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import soundfile as sf
+from loopback import serve
 
 from asr.audio import SAMPLE_RATE
 from asr.download import DownloadError
@@ -120,15 +120,8 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, str], Path]:
 
 @pytest.fixture
 def server(corpus) -> Iterator[ThreadingHTTPServer]:
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.root, srv.requests, srv.cut = corpus[0], [], {}
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    thread = threading.Thread(target=srv.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join()
+    with serve(_Handler, root=corpus[0], requests=[], cut={}) as srv:
+        yield srv
 
 
 def _checksums(www: Path) -> dict[str, dict[str, str]]:
