@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from asr.decode import DecoderConfig
 
 EXIT_BAD_AUDIO, EXIT_USAGE, EXIT_CONFIG, EXIT_CHECKPOINT, EXIT_MANIFEST, EXIT_OUTPUT = 1, 2, 3, 4, 5, 6
-WINDOW_S, OVERLAP_S = 30.0, 4.0  # asr.inference's defaults, repeated so that --help imports no torch
+WINDOW_S, OVERLAP_S = 30.0, 4.0  # asr.longform's defaults, repeated so that --help imports no torch
 HOTWORD_BONUS = 3.0  # default --hotword bonus: the word's probability times e^3, about 20
 
 DESCRIPTION = """\

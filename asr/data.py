@@ -116,8 +116,8 @@ class AsrDataset(Dataset):
 
     An item is asked for by index, or by (index, speed factor) for speed perturbation: the factor travels
     with the item and is applied to the whole batch on the training device. Any other failure
-    while reading or perturbing the audio is raised as a RuntimeError naming the file, the original error
-    as its cause, so that it names the file even from a DataLoader worker.
+    while reading the audio is raised as a RuntimeError naming the file, the original error as its cause,
+    so that it names the file even from a DataLoader worker.
     """
 
     def __init__(self, entries: Sequence[tuple[Utterance, list[int]]]) -> None:

@@ -119,8 +119,8 @@ class FeatureExtractor(nn.Module):
 def change_speed(waves: Tensor, wave_lens: Tensor, factor: float) -> tuple[Tensor, Tensor]:
     """Play a padded 16 kHz batch ``factor`` times faster, pitch too (sox ``speed``): n -> n / factor samples.
 
-    Speed perturbation for training, done on the batch's device (a polyphase resampling by a small ratio,
-    e.g. 9/10 for 0.9, is cheap there and would cost a loader worker more than reading the file).
+    Speed perturbation for training, done on the batch's device: a polyphase resampling by a small ratio,
+    e.g. 9/10 for 0.9, is cheap there, while in a loader worker it cost about as much as reading the file.
     waves (B, S), wave_lens (B,) -> (B, S'), (B,).
     """
     if factor == 1.0:

@@ -20,16 +20,13 @@ import numpy as np
 
 from asr.audio import AudioError, audio_duration, load_audio
 from asr.decode import DecodePool, DecoderConfig
-from asr.longform import transcribe_long
+from asr.longform import OVERLAP_S, WINDOW_S, check_windows, transcribe_long
 from asr.manifest import read_manifest
 from asr.metrics import ErrorCounts, score, write_report
 from asr.recognizer import Recognizer
 from asr.timing import Word, frame_seconds, timed_hypotheses
 
 log = logging.getLogger(__name__)
-
-WINDOW_S = 30.0  # files longer than this are transcribed in overlapping windows of this length
-OVERLAP_S = 4.0  # seconds shared by neighbouring windows: well over twice the longest word
 
 
 @dataclass
@@ -77,8 +74,7 @@ def transcribe_files(
     decoded in windows overlapping by ``overlap_s`` (see :mod:`asr.longform`). ``progress`` is called with
     the number of files finished, as they finish.
     """
-    if not 0 <= overlap_s < window_s:
-        raise ValueError(f"need 0 <= overlap_s < window_s, got window_s={window_s} overlap_s={overlap_s}")
+    check_windows(window_s, overlap_s)
     decoder = decoder or DecoderConfig()
     paths = [str(p) for p in paths]
     out: dict[int, Transcript] = {}

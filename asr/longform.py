@@ -36,6 +36,14 @@ from asr.recognizer import Recognizer
 from asr.timing import Word, frame_seconds, timed_hypotheses
 
 WINDOWS_PER_BATCH = 4  # windows run through the model together
+WINDOW_S = 30.0  # files longer than this are transcribed in overlapping windows of this length
+OVERLAP_S = 4.0  # seconds shared by neighbouring windows: well over twice the longest word
+
+
+def check_windows(window_s: float, overlap_s: float) -> None:
+    """ValueError unless 0 <= overlap_s < window_s."""
+    if not 0 <= overlap_s < window_s:
+        raise ValueError(f"need 0 <= overlap_s < window_s, got window_s={window_s} overlap_s={overlap_s}")
 
 
 def _windows(path: str | Path, window: int, hop: int) -> Iterator[tuple[int, np.ndarray, bool]]:
@@ -85,8 +93,8 @@ def _run(
 def transcribe_long(
     model: Recognizer,
     path: str | Path,
-    window_s: float = 30.0,
-    overlap_s: float = 4.0,
+    window_s: float = WINDOW_S,
+    overlap_s: float = OVERLAP_S,
     decoder: DecoderConfig | None = None,
     pool: DecodePool | None = None,
 ) -> list[Word]:
@@ -96,8 +104,7 @@ def transcribe_long(
     decoders and worker processes. Raises :class:`AudioError` for an unreadable file and ValueError unless
     0 <= overlap_s < window_s. See the module docstring for the algorithm and its limit.
     """
-    if not 0 <= overlap_s < window_s:
-        raise ValueError(f"need 0 <= overlap_s < window_s, got window_s={window_s} overlap_s={overlap_s}")
+    check_windows(window_s, overlap_s)
     if pool is None:
         with DecodePool(model.tokenizer) as own:
             return transcribe_long(model, path, window_s, overlap_s, decoder, own)

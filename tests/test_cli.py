@@ -258,9 +258,9 @@ def test_evaluate_with_beam_search_and_lm(trained_model, corpus, tmp_path):
 
 
 def test_cli_window_defaults_are_the_library_defaults():
-    from asr import cli, inference
+    from asr import cli, longform
 
-    assert (cli.WINDOW_S, cli.OVERLAP_S) == (inference.WINDOW_S, inference.OVERLAP_S)
+    assert (cli.WINDOW_S, cli.OVERLAP_S) == (longform.WINDOW_S, longform.OVERLAP_S)
 
 
 @pytest.fixture(scope="module")
