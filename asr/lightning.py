@@ -50,6 +50,7 @@ class CTCModule(pl.LightningModule):
         self.cfg = recognizer.cfg
         self._skipped = torch.zeros((), dtype=torch.long)  # kept on the training device: no host sync
         self._skipped_reported = 0
+        self._unreadable = 0  # training files skipped this epoch because they could not be read
         self._eval_counts = ErrorCounts()
         self._eval_loss = torch.zeros(2, dtype=torch.float64)  # (sum of losses, target tokens)
 
@@ -88,6 +89,7 @@ class CTCModule(pl.LightningModule):
     def training_step(self, batch: Batch | None, batch_idx: int) -> Tensor:
         if batch is None:  # every file of the batch was unreadable: a zero step keeps DDP ranks in step
             return sum(p.sum() for p in self.parameters()) * 0.0
+        self._unreadable += batch.skipped
         losses, _, _ = self._shared_step(batch, train=True)
         loss = losses.sum() / batch.target_lens.sum().clamp_min(1)  # mean per target token
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(batch))
@@ -111,6 +113,13 @@ class CTCModule(pl.LightningModule):
         self.log("train/skipped_steps", self._skipped.float(), batch_size=1)
 
     def on_train_epoch_end(self) -> None:
+        if self._unreadable:
+            log.warning(
+                "epoch %d: %d unreadable training file(s) skipped (each named above)",
+                self.current_epoch,
+                self._unreadable,
+            )
+            self._unreadable = 0
         skipped = self.skipped_steps
         if skipped > self._skipped_reported:
             log.warning(

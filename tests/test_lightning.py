@@ -55,3 +55,21 @@ def test_non_finite_step_is_skipped_and_counted(tmp_path):
     before, after_poison, after_good = snapshots
     assert all(torch.equal(a, b) for a, b in zip(before, after_poison))  # the poisoned step changed nothing
     assert any(not torch.equal(a, b) for a, b in zip(after_poison, after_good))  # training went on
+
+
+def test_unreadable_files_are_counted_per_epoch(tmp_path, caplog):
+    tok = CharTokenizer.english()
+    cfg = Config(model=ModelConfig(hidden_size=16, num_layers=1, conv_channels=4))
+    batches = [_batch(tok, False), _batch(tok, False)]
+    batches[0].skipped, batches[1].skipped = 2, 1  # as collate counts files it could not read
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    with caplog.at_level("WARNING", logger="asr.lightning"):
+        trainer.fit(CTCModule(Recognizer(cfg, tok)), DataLoader(batches, batch_size=None))
+    assert "epoch 0: 3 unreadable training file(s) skipped" in caplog.text
