@@ -35,6 +35,9 @@ class SpecAugmentConfig:
     time_masks: int = 2
     time_width: float = 0.05  # widest time mask as a fraction of the utterance (adaptive masking)
     time_max_frames: int = 100  # and never wider than this
+    # Masks apply from this optimiser step on. Clean features early let CTC leave its all-blank start sooner:
+    # on AN4, 24% test WER after 3 minutes with masks from step 1000, 52% with them from the start.
+    start_step: int = 0
 
 
 @dataclass
@@ -95,7 +98,7 @@ class TrainerConfig:
     keep_best: int = 1  # best-*.ckpt kept by validation WER (to average the best K)
     val_every_n_epochs: int = 1
     log_every_n_steps: int = 20
-    progress_bar: bool = True
+    progress_bar: bool = True  # with the training loss in it, which costs a host-GPU sync every step
     threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
 
 

@@ -63,7 +63,8 @@ class CTCModule(pl.LightningModule):
         return self.recognizer(waves, wave_lens)
 
     def _shared_step(self, batch: Batch, train: bool) -> tuple[Tensor, Tensor, Tensor]:
-        """Features (+speed perturbation and SpecAugment when training), encoder, CTC loss in fp32.
+        """Features (+speed perturbation and, from ``specaug.start_step``, SpecAugment when training),
+        encoder, CTC loss in fp32.
 
         Returns the per-utterance losses (B,), log_probs (B, T', V) and out_lens (B,).
         """
@@ -71,7 +72,7 @@ class CTCModule(pl.LightningModule):
         if train:
             waves, wave_lens = change_speed(waves, wave_lens, batch.speed)
         feats, feat_lens = self.recognizer.frontend(waves, wave_lens)  # (B, T, F)
-        if train:
+        if train and self.global_step >= self.cfg.specaug.start_step:
             feats = spec_augment(feats, feat_lens, self.cfg.specaug)
         log_probs, out_lens = self.recognizer.encoder(feats, feat_lens)  # (B, T', V)
         with torch.autocast(log_probs.device.type, enabled=False):
@@ -92,7 +93,8 @@ class CTCModule(pl.LightningModule):
         self._unreadable += batch.skipped
         losses, _, _ = self._shared_step(batch, train=True)
         loss = losses.sum() / batch.target_lens.sum().clamp_min(1)  # mean per target token
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(batch))
+        # the progress bar reads its values on the host after every step: a GPU sync, so only when it is shown
+        self.log("train/loss", loss.detach(), prog_bar=self.cfg.trainer.progress_bar, batch_size=len(batch))
         return loss
 
     def configure_gradient_clipping(

@@ -11,8 +11,12 @@ OUT_DIR/gpu_check.md and prints the table. For each config and precision (fp32, 
   checkpointing and one validation at the end) on a generated corpus of noise with LibriSpeech-like
   durations; audio-seconds per second in the steady state of the last epoch (its 4th step to its last;
   the per-epoch figures the training log reports are kept in the JSON), peak GPU memory the allocator's.
-- ``preloaded``: the same module's training step on batches already on the GPU (no loader, no Lightning);
-  loop / preloaded shows whether the data path costs anything.
+- ``preloaded``: the same module's training step on the loop's own batches (speed perturbation included),
+  moved to the GPU beforehand (no loader, no Lightning); loop / preloaded shows what the data path and
+  the Lightning loop cost.
+- ``loop_syncs_per_step`` (JSON): where one whole step of the loop waits for the GPU (CUDA sync debug mode).
+- ``supply``: audio-seconds per second the training DataLoader alone delivers with 12 workers, and with 1
+  (no GPU work): what the loop can be fed, and what one worker reads.
 - ``bare``: a fused bidirectional cuDNN LSTM stack of the same size on padded input, forward + backward +
   AdamW, no features, no CTC; the baseline a hand-written script would get.
 - ``rnn TFLOP/s``: matrix FLOPs of the RNN layers (forward + backward, counted as 3x forward) per second of
@@ -29,12 +33,15 @@ one 10-minute file in a single pass, for each config (random weights: speed does
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import statistics
 import sys
 import tempfile
 import time
+import warnings
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -48,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flops import forward_flops_per_second  # noqa: E402
 
 from asr.config import Config, load_config  # noqa: E402
-from asr.data import Batch  # noqa: E402
+from asr.data import AsrDataModule, Batch  # noqa: E402
 from asr.lightning import CTCModule  # noqa: E402
 from asr.manifest import write_manifest  # noqa: E402
 from asr.recognizer import Recognizer  # noqa: E402
@@ -125,8 +132,9 @@ def make_corpus(folder: Path, count: int, seed: int = 0) -> Path:
 class SteadyState(pl.Callback):
     """Audio-seconds per second of the last training epoch, from its ``skip``-th step to its last.
 
-    Epoch starts (loader workers filling their first batches) and validation are left out: in a real run
-    an epoch has thousands of steps, here a few dozen. The GPU is synchronised at the two ends only.
+    Epoch starts (loader workers filling their first batches) and the validation after the last step are
+    left out: in a real run an epoch has thousands of steps, here a few dozen. The audio is summed on the
+    device and the GPU synchronised at the two ends only, so measuring adds no host sync to the steps.
     """
 
     def __init__(self, skip: int = 3) -> None:
@@ -142,13 +150,52 @@ class SteadyState(pl.Callback):
             sync()
             self.start = time.perf_counter()
         elif self.start is not None:
-            self.samples += int(batch.wave_lens.sum())  # a host copy of a few integers, after the step
+            self.samples = batch.wave_lens.sum() + self.samples
             self.steps += 1
+        if self.start is not None and idx + 1 == trainer.num_training_batches:
+            sync()
+            self.speed = int(self.samples) / RATE / (time.perf_counter() - self.start)
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        sync()
-        if self.start is not None and self.steps:
-            self.speed = self.samples / RATE / (time.perf_counter() - self.start)
+
+class SyncAudit(pl.Callback):
+    """Records where the loop waits for the GPU: CUDA's sync debug mode is on for one whole step of the
+    first epoch (from the end of step ``at`` to the end of the next: hooks, batch fetch, copy, step)."""
+
+    def __init__(self, at: int = 3) -> None:
+        self.at, self.sites = at, Counter()
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx
+    ) -> None:
+        if DEVICE.type != "cuda" or trainer.current_epoch != 0:
+            return
+        if idx == self.at:
+            self.recorder = warnings.catch_warnings(record=True)
+            self.records = self.recorder.__enter__()
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+        elif idx == self.at + 1:
+            torch.cuda.set_sync_debug_mode(0)
+            self.recorder.__exit__(None, None, None)
+            for w in self.records:
+                if "synchroniz" in str(w.message):
+                    self.sites[f"{Path(w.filename).name}:{w.lineno}"] += 1
+
+
+def loader_supply(config: str, corpus: Path, workers: int, batches: int, extra: list[str]) -> float:
+    """Audio-seconds per second the training DataLoader alone delivers (pinned when a GPU is present)
+    with ``workers`` workers, from its 3rd batch to its ``batches``-th: what the loop can be fed."""
+    cfg = load_config(config, [f"data.train_manifest={corpus}", f"data.num_workers={workers}", *extra])
+    module = AsrDataModule(cfg.data, CharTokenizer.english(), lambda d: 10**9, seed=0)
+    samples, start = 0, None
+    for i, batch in enumerate(module.train_dataloader()):
+        if i == 2:
+            start = time.perf_counter()
+        elif start is not None:
+            samples += int(batch.wave_lens.sum())
+        if i + 1 == batches:
+            break
+    return samples / RATE / (time.perf_counter() - start)
 
 
 def loop_speed(config: str, corpus: Path, precision: str, epochs: int, exp: Path, extra: list[str]) -> dict:
@@ -169,32 +216,21 @@ def loop_speed(config: str, corpus: Path, precision: str, epochs: int, exp: Path
         ],
     )
     reset_peak()
-    steady = SteadyState()
+    steady, audit = SteadyState(), SyncAudit()
     start = time.perf_counter()
-    train(cfg, callbacks=[steady])
+    train(cfg, callbacks=[steady, audit])
     wall = time.perf_counter() - start
     rows = [r.split(",") for r in (exp / "logs" / "metrics.csv").read_text().splitlines()]
     col, wer = rows[0].index("train/audio_sec_per_sec"), rows[0].index("val/wer")
     return {
         "loop_audio_s_per_s": steady.speed,
         "loop_steady_steps": steady.steps,
+        "loop_syncs_per_step": dict(audit.sites),
         "loop_epochs": [float(r[col]) for r in rows[1:] if r[col]],
         "loop_peak_gib": peak_gib(),
         "loop_wall_s": wall,
         "val_wer_reported": any(r[wer] for r in rows[1:]),
     }
-
-
-def synthetic_batch(cfg: Config, tokenizer: CharTokenizer, seconds: float, rng: np.random.Generator) -> Batch:
-    """A padded batch filling ``cfg.data.max_batch_seconds`` with utterances of about ``seconds``."""
-    count = max(1, int(cfg.data.max_batch_seconds / seconds))
-    lens = torch.from_numpy((rng.uniform(0.9, 1.0, count) * seconds * RATE).astype(np.int64))
-    waves = torch.randn(count, int(lens.max())) * 0.05
-    tokens = [tokenizer.encode(" ".join(rng.choice(WORDS, int(seconds * 2.7)))) for _ in range(count)]
-    targets = torch.zeros(count, max(map(len, tokens)), dtype=torch.long)
-    for i, t in enumerate(tokens):
-        targets[i, : len(t)] = torch.tensor(t)
-    return Batch(waves, lens, targets, torch.tensor([len(t) for t in tokens]), [""] * count, [""] * count)
 
 
 def timed(fn, repeats: int) -> float:
@@ -210,16 +246,24 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def preloaded_speed(cfg: Config, bf16: bool, seconds: float) -> float:
-    """Audio-seconds per second of the module's training step on a batch already on the GPU."""
+def preloaded_speed(config: str, corpus: Path, bf16: bool, extra: list[str], count: int) -> float:
+    """Audio-seconds per second of the module's training step on the loop's own batches (the training
+    loader's first ``count``, speed factors included), all moved to the GPU first. As in the loop's steady
+    state, the GPU is synchronised only before the first timed step and after the last."""
+    cfg = load_config(config, [f"data.train_manifest={corpus}", "data.num_workers=12", *extra])
     tokenizer = CharTokenizer.english()
-    module = CTCModule(Recognizer(cfg, tokenizer)).to(DEVICE).train()
-    batch = synthetic_batch(cfg, tokenizer, seconds, np.random.default_rng(1))
-    tensors = (batch.waves, batch.wave_lens, batch.targets, batch.target_lens)
-    batch = Batch(*(t.to(DEVICE) for t in tensors), [], [])
+    recognizer = Recognizer(cfg, tokenizer)
+    module = CTCModule(recognizer).to(DEVICE).train()
+    data = AsrDataModule(cfg.data, tokenizer, recognizer.output_frames, seed=1)
+    batches = []
+    for batch in itertools.islice(data.train_dataloader(), count):
+        tensors = (batch.waves, batch.wave_lens, batch.targets, batch.target_lens)
+        batches.append(Batch(*(t.to(DEVICE) for t in tensors), [], [], speed=batch.speed))
+    if len(batches) < 3:
+        return float("nan")  # a corpus too small for this batch size
     opt = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=True)
 
-    def step() -> None:
+    def step(batch: Batch) -> None:
         with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=bf16):
             losses, _, _ = module._shared_step(batch, train=True)
         (losses.sum() / batch.target_lens.sum()).backward()
@@ -227,7 +271,15 @@ def preloaded_speed(cfg: Config, bf16: bool, seconds: float) -> float:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return float(batch.wave_lens.sum()) / RATE / timed(step, 5)
+    for batch in batches[:2]:  # warm-up
+        step(batch)
+    sync()
+    start = time.perf_counter()
+    for batch in batches[2:]:
+        step(batch)
+    sync()
+    samples = sum(int(b.wave_lens.sum()) for b in batches[2:])
+    return samples / RATE / (time.perf_counter() - start)
 
 
 def bare_speed(cfg: Config, bf16: bool, batch: int, seconds: float) -> float:
@@ -332,6 +384,14 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         corpus = make_corpus(Path(tmp) / "corpus", args.utterances)
+        supply = {
+            c: {
+                "supply_12_workers": loader_supply(c, corpus, 12, 10**9, []),
+                "supply_1_worker": loader_supply(c, corpus, 1, 10, []),
+            }
+            for c in args.configs
+        }
+        print(json.dumps(supply), flush=True)
         runs = [(c, p, 1) for c in args.configs for p in ("32-true", "bf16-mixed")]
         runs += [(args.configs[-1], "bf16-mixed", 4)]  # the large preset with 4x the batch: GPU memory allows
         for config, precision, scale in runs:
@@ -342,12 +402,14 @@ def main() -> None:
             batch = max(1, int(budget / seconds))
             bf16 = precision == "bf16-mixed"
             fwd = sum(forward_flops_per_second(cfg).values())
-            row = {"config": config, "precision": precision, "batch": batch}
+            row = {"config": config, "precision": precision, "batch": batch} | supply[config]
             exp = Path(tmp) / f"{len(rows)}"
             row |= loop_speed(
                 config, corpus, precision, args.epochs, exp, [f"data.max_batch_seconds={budget}"]
             )
-            row["preloaded_audio_s_per_s"] = preloaded_speed(cfg, bf16, seconds)
+            row["preloaded_audio_s_per_s"] = preloaded_speed(
+                config, corpus, bf16, [f"data.max_batch_seconds={budget}"], max(6, 24 // scale)
+            )
             row["bare_audio_s_per_s"] = bare_speed(cfg, bf16, batch, seconds)
             row["loop_train_tflops"] = 3 * fwd * row["loop_audio_s_per_s"] / 1e12
             if bf16:
@@ -363,8 +425,8 @@ def main() -> None:
         f"bf16 matrix product {env['bf16_matmul_tflops']:.0f} TFLOP/s",
         "",
         "| config | precision | batch | loop a-s/s | preloaded a-s/s | loop/preloaded | bare a-s/s | "
-        "loop/bare | peak GiB | train TFLOP/s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "loop/bare | peak GiB | train TFLOP/s | loader supply a-s/s, 12 workers / 1 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
@@ -372,7 +434,8 @@ def main() -> None:
             f"{r['preloaded_audio_s_per_s']:.0f} | "
             f"{r['loop_audio_s_per_s'] / r['preloaded_audio_s_per_s']:.2f} | "
             f"{r['bare_audio_s_per_s']:.0f} | {r['loop_audio_s_per_s'] / r['bare_audio_s_per_s']:.2f} | "
-            f"{r['loop_peak_gib']:.1f} | {r['loop_train_tflops']:.1f} |"
+            f"{r['loop_peak_gib']:.1f} | {r['loop_train_tflops']:.1f} | "
+            f"{r['supply_12_workers']:.0f} / {r['supply_1_worker']:.0f} |"
         )
     lines += [
         "",

@@ -1,7 +1,7 @@
 """Time to accuracy on AN4: test WER after training for a fixed wall-clock budget on this machine.
 
 Usage:
-    python benchmarks/time_to_accuracy.py --data-dir ../shared/data/an4 [--minutes 3 6]
+    python benchmarks/time_to_accuracy.py --data-dir ../shared/data/an4 [--minutes 3 6] [key=value ...]
 
 Each budget runs the AN4 recipe (``recipes/an4``, its config unchanged: the 120-epoch schedule) in a fresh
 experiment folder, stopped by ``trainer.max_time`` at the budget: the WER a user has at that point of the
@@ -16,6 +16,7 @@ minutes, 3 minutes.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_budget(data_dir: Path, minutes: float, exp: Path) -> dict:
+def run_budget(data_dir: Path, minutes: float, exp: Path, overrides: list[str]) -> dict:
     """Train the AN4 recipe for ``minutes`` of wall-clock time; returns its results.json."""
     seconds = round(minutes * 60)
     command = [
@@ -40,26 +41,32 @@ def run_budget(data_dir: Path, minutes: float, exp: Path) -> dict:
         "--lm-order",
         "0",
         f"trainer.max_time=00:00:{seconds // 60:02d}:{seconds % 60:02d}",
+        *overrides,
     ]
     subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    return json.loads((exp / "results.json").read_text())
+    results = json.loads((exp / "results.json").read_text())
+    rows = list(csv.DictReader((exp / "logs" / "metrics.csv").open()))
+    results["dev_wer_by_epoch"] = [round(100 * float(r["val/wer"]), 1) for r in rows if r.get("val/wer")]
+    return results
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, required=True, help="the AN4 tree (CMU layout)")
     p.add_argument("--minutes", type=float, nargs="+", default=[3.0])
+    p.add_argument("overrides", nargs="*", help="key=value settings on top of the recipe's config")
     args = p.parse_args()
     print(f"{'budget min':>10}{'train s':>9}{'best epoch':>11}{'test WER %':>12}{'test CER %':>12}")
     for minutes in args.minutes:
         with tempfile.TemporaryDirectory() as tmp:
-            r = run_budget(args.data_dir.resolve(), minutes, Path(tmp))
+            r = run_budget(args.data_dir.resolve(), minutes, Path(tmp), args.overrides)
         epoch = Path(r["best_checkpoint"]).name.split("-")[1]  # best-EPOCH-STEP.ckpt
         print(
             f"{minutes:>10g}{r['train_wall_seconds']:>9.0f}{epoch:>11}{r['test_wer']:>12.2f}"
             f"{r['test_cer']:>12.2f}",
             flush=True,
         )
+        print(f"  dev WER % by epoch: {r['dev_wer_by_epoch']}", flush=True)
 
 
 if __name__ == "__main__":
