@@ -29,9 +29,26 @@ def _batch(tok: CharTokenizer, poison: bool) -> Batch:
     return Batch(waves, torch.tensor([16000, 16000]), targets, torch.tensor([2, 2]), ["a", "b"], ["ab", "cd"])
 
 
+def _cfg() -> Config:
+    return Config(model=ModelConfig(hidden_size=16, num_layers=1, conv_channels=4))
+
+
+def _trainer(tmp_path, epochs: int = 1, progress_bar: bool = False, callbacks=()) -> pl.Trainer:
+    """A bare Lightning Trainer: no logger, checkpoints or summary."""
+    return pl.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+        default_root_dir=tmp_path,
+    )
+
+
 def test_non_finite_step_is_skipped_and_counted(tmp_path):
     tok = CharTokenizer.english()
-    cfg = Config(model=ModelConfig(hidden_size=16, num_layers=1, conv_channels=4))
+    cfg = _cfg()
     module = CTCModule(Recognizer(cfg, tok))
     batches = [_batch(tok, False), _batch(tok, True), _batch(tok, False)]
     snapshots = []
@@ -40,15 +57,7 @@ def test_non_finite_step_is_skipped_and_counted(tmp_path):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             snapshots.append([p.detach().clone() for p in pl_module.parameters()])
 
-    trainer = pl.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[Snapshot()],
-        default_root_dir=tmp_path,
-    )
+    trainer = _trainer(tmp_path, callbacks=[Snapshot()])
     trainer.fit(module, DataLoader(batches, batch_size=None))
     assert module.skipped_steps == 1
     assert all(torch.isfinite(p).all() for p in module.parameters())
@@ -59,17 +68,44 @@ def test_non_finite_step_is_skipped_and_counted(tmp_path):
 
 def test_unreadable_files_are_counted_per_epoch(tmp_path, caplog):
     tok = CharTokenizer.english()
-    cfg = Config(model=ModelConfig(hidden_size=16, num_layers=1, conv_channels=4))
+    cfg = _cfg()
     batches = [_batch(tok, False), _batch(tok, False)]
     batches[0].skipped, batches[1].skipped = 2, 1  # as collate counts files it could not read
-    trainer = pl.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = _trainer(tmp_path)
     with caplog.at_level("WARNING", logger="asr.lightning"):
         trainer.fit(CTCModule(Recognizer(cfg, tok)), DataLoader(batches, batch_size=None))
     assert "epoch 0: 3 unreadable training file(s) skipped" in caplog.text
+
+
+def test_specaugment_starts_at_its_step(tmp_path, monkeypatch):
+    """Masks are drawn only from optimiser step ``specaug.start_step`` on (counted across epochs)."""
+    import asr.lightning
+
+    tok = CharTokenizer.english()
+    cfg = _cfg()
+    cfg.specaug.start_step = 3
+    module = CTCModule(Recognizer(cfg, tok))
+    masked_at = []
+    real = asr.lightning.spec_augment
+
+    def recording(*args, **kwargs):
+        masked_at.append(module.global_step)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(asr.lightning, "spec_augment", recording)
+    trainer = _trainer(tmp_path, epochs=2)
+    trainer.fit(module, DataLoader([_batch(tok, False)] * 3, batch_size=None))
+    assert masked_at == [3, 4, 5]
+
+
+@pytest.mark.parametrize("shown", [False, True])
+def test_training_loss_reaches_the_progress_bar_only_when_shown(tmp_path, shown):
+    """Lightning reads progress-bar values on the host after every step (a GPU sync): none without a bar."""
+    tok = CharTokenizer.english()
+    cfg = _cfg()
+    cfg.trainer.progress_bar = shown
+    module = CTCModule(Recognizer(cfg, tok))
+    trainer = _trainer(tmp_path, progress_bar=shown)
+    trainer.fit(module, DataLoader([_batch(tok, False)] * 2, batch_size=None))
+    assert ("train/loss" in trainer.progress_bar_metrics) == shown
+    assert "train/loss" in trainer.logged_metrics
