@@ -1,7 +1,8 @@
 """Time to accuracy on AN4: test WER after training for a fixed wall-clock budget on this machine.
 
 Usage:
-    python benchmarks/time_to_accuracy.py --data-dir ../shared/data/an4 [--minutes 3 6] [key=value ...]
+    python benchmarks/time_to_accuracy.py --data-dir ../shared/data/an4 [--minutes 3 6] [--seeds 1234 2 3] \
+        [key=value ...]
 
 Each budget runs the AN4 recipe (``recipes/an4``, its config unchanged: the 120-epoch schedule) in a fresh
 experiment folder, stopped by ``trainer.max_time`` at the budget: the WER a user has at that point of the
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,19 +56,29 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, required=True, help="the AN4 tree (CMU layout)")
     p.add_argument("--minutes", type=float, nargs="+", default=[3.0])
+    p.add_argument("--seeds", type=int, nargs="+", help="one run per seed (default: the recipe's seed)")
     p.add_argument("overrides", nargs="*", help="key=value settings on top of the recipe's config")
     args = p.parse_args()
-    print(f"{'budget min':>10}{'train s':>9}{'best epoch':>11}{'test WER %':>12}{'test CER %':>12}")
+    seeds = args.seeds or [None]
+    print(
+        f"{'budget min':>10}{'seed':>6}{'train s':>9}{'best epoch':>11}{'test WER %':>12}{'test CER %':>12}"
+    )
     for minutes in args.minutes:
-        with tempfile.TemporaryDirectory() as tmp:
-            r = run_budget(args.data_dir.resolve(), minutes, Path(tmp), args.overrides)
-        epoch = Path(r["best_checkpoint"]).name.split("-")[1]  # best-EPOCH-STEP.ckpt
-        print(
-            f"{minutes:>10g}{r['train_wall_seconds']:>9.0f}{epoch:>11}{r['test_wer']:>12.2f}"
-            f"{r['test_cer']:>12.2f}",
-            flush=True,
-        )
-        print(f"  dev WER % by epoch: {r['dev_wer_by_epoch']}", flush=True)
+        wers = []
+        for seed in seeds:
+            overrides = args.overrides + ([f"seed={seed}"] if seed is not None else [])
+            with tempfile.TemporaryDirectory() as tmp:
+                r = run_budget(args.data_dir.resolve(), minutes, Path(tmp), overrides)
+            wers.append(r["test_wer"])
+            epoch = Path(r["best_checkpoint"]).name.split("-")[1]  # best-EPOCH-STEP.ckpt
+            print(
+                f"{minutes:>10g}{'-' if seed is None else seed:>6}{r['train_wall_seconds']:>9.0f}"
+                f"{epoch:>11}{r['test_wer']:>12.2f}{r['test_cer']:>12.2f}",
+                flush=True,
+            )
+            print(f"  dev WER % by epoch: {r['dev_wer_by_epoch']}", flush=True)
+        if len(wers) > 1:
+            print(f"{minutes:>10g}: median test WER {statistics.median(wers):.2f}% over {len(wers)} seeds")
 
 
 if __name__ == "__main__":
