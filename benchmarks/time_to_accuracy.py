@@ -47,7 +47,7 @@ def run_budget(data_dir: Path, minutes: float, exp: Path, overrides: list[str]) 
     ]
     subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     results = json.loads((exp / "results.json").read_text())
-    rows = list(csv.DictReader((exp / "logs" / "metrics.csv").open()))
+    rows = csv.DictReader((exp / "logs" / "metrics.csv").read_text().splitlines())
     results["dev_wer_by_epoch"] = [round(100 * float(r["val/wer"]), 1) for r in rows if r.get("val/wer")]
     return results
 
