@@ -11,9 +11,14 @@ OUT_DIR/gpu_check.md and prints the table. For each config and precision (fp32, 
   checkpointing and one validation at the end) on a generated corpus of noise with LibriSpeech-like
   durations; audio-seconds per second in the steady state of the last epoch (its 4th step to its last;
   the per-epoch figures the training log reports are kept in the JSON), peak GPU memory the allocator's.
-- ``preloaded``: the same module's training step on the loop's own batches (speed perturbation included),
-  moved to the GPU beforehand (no loader, no Lightning); loop / preloaded shows what the data path and
-  the Lightning loop cost.
+- ``preloaded``: the same module's training step on exactly the loop's timed batches (rebuilt from their
+  utterance ids and speed factors, in the loop's order), moved to the GPU beforehand (no loader, no
+  Lightning): one warm-up pass, then the mean of two timed passes. loop / preloaded shows what the data
+  path and the Lightning loop cost.
+- traces: ``OUT_DIR/loop_<preset>_<precision>_x<batch scale>.json.gz`` is a torch.profiler trace of the
+  last epoch's steps 3-5 (timing starts after them), ``preloaded_...`` one of the same three batches
+  preloaded; ``step_trace.py`` reduces each to the device's busy fraction and its longest idle gaps, with
+  the host work inside them (in the JSON and the report).
 - ``loop_syncs_per_step`` (JSON): where one whole step of the loop waits for the GPU (CUDA sync debug mode).
 - ``supply``: audio-seconds per second the training DataLoader alone delivers with 12 workers, and with 1
   (no GPU work): what the loop can be fed, and what one worker reads.
@@ -33,9 +38,10 @@ one 10-minute file in a single pass, for each config (random weights: speed does
 from __future__ import annotations
 
 import argparse
-import itertools
+import gzip
 import json
 import logging
+import shutil
 import statistics
 import sys
 import tempfile
@@ -49,13 +55,15 @@ import numpy as np
 import pytorch_lightning as pl
 import soundfile as sf
 import torch
+from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from flops import forward_flops_per_second  # noqa: E402
+from step_trace import device_timeline, read_trace  # noqa: E402
 
 from asr.config import Config, load_config  # noqa: E402
-from asr.data import AsrDataModule, Batch  # noqa: E402
+from asr.data import AsrDataModule, Batch, collate  # noqa: E402
 from asr.lightning import CTCModule  # noqa: E402
 from asr.manifest import write_manifest  # noqa: E402
 from asr.recognizer import Recognizer  # noqa: E402
@@ -135,13 +143,14 @@ class SteadyState(pl.Callback):
     Epoch starts (loader workers filling their first batches) and the validation after the last step are
     left out: in a real run an epoch has thousands of steps, here a few dozen. The audio is summed on the
     device and the GPU synchronised at the two ends only, so measuring adds no host sync to the steps.
+    ``batches`` keeps the timed steps' utterance ids and speed factors, for the preloaded replay.
     """
 
-    def __init__(self, skip: int = 3) -> None:
-        self.skip, self.speed, self.steps = skip, float("nan"), 0
+    def __init__(self, skip: int) -> None:
+        self.skip, self.speed, self.steps, self.batches = skip, float("nan"), 0, []
 
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self.start, self.samples, self.steps = None, 0, 0
+        self.start, self.samples, self.steps, self.batches = None, 0, 0, []
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx
@@ -152,9 +161,68 @@ class SteadyState(pl.Callback):
         elif self.start is not None:
             self.samples = batch.wave_lens.sum() + self.samples
             self.steps += 1
+            self.batches.append((batch.ids, batch.speed))
         if self.start is not None and idx + 1 == trainer.num_training_batches:
             sync()
             self.speed = int(self.samples) / RATE / (time.perf_counter() - self.start)
+
+
+def profiler() -> torch.profiler.profile:
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if DEVICE.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    return torch.profiler.profile(activities=activities)
+
+
+def save_trace(prof: torch.profiler.profile, path: Path, prefix: str) -> dict:
+    """Write the trace as ``path`` (gzipped JSON) and return its device timeline (step_trace.py)."""
+    raw = path.with_suffix("")
+    prof.export_chrome_trace(str(raw))
+    with open(raw, "rb") as src, gzip.open(path, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    raw.unlink()
+    return device_timeline(read_trace(path), annotation_prefix=prefix)
+
+
+class LoopProfile(pl.Callback):
+    """A profiler trace of steps ``first`` to ``first + count - 1`` of the last epoch, with the host time
+    of each step marked "loop: step" and the time between steps (Lightning's hooks, the next batch's fetch
+    and copy) marked "loop: between steps". ``batches`` keeps the profiled steps' ids and speed factors."""
+
+    def __init__(self, first: int, count: int, path: Path) -> None:
+        self.first, self.count, self.path = first, count, path
+        self.batches: list = []
+        self.timeline: dict = {}
+        self.prof: torch.profiler.profile | None = None
+        self.mark: torch.profiler.record_function | None = None
+
+    def _annotate(self, name: str | None) -> None:
+        if self.mark is not None:
+            self.mark.__exit__(None, None, None)
+        self.mark = torch.profiler.record_function(name).__enter__() if name else None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch, idx) -> None:
+        if trainer.current_epoch != trainer.max_epochs - 1:
+            return
+        if idx == self.first:
+            self.prof = profiler().__enter__()
+        if self.prof is not None:
+            self._annotate("loop: step")
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx
+    ) -> None:
+        if self.prof is None:
+            return
+        self.batches.append((batch.ids, batch.speed))
+        if idx + 1 < self.first + self.count:
+            self._annotate("loop: between steps")
+            return
+        self._annotate(None)
+        sync()
+        self.prof.__exit__(None, None, None)
+        self.timeline = save_trace(self.prof, self.path, "loop:")
+        self.prof = None
 
 
 class SyncAudit(pl.Callback):
@@ -198,8 +266,14 @@ def loader_supply(config: str, corpus: Path, workers: int, batches: int, extra: 
     return samples / RATE / (time.perf_counter() - start)
 
 
-def loop_speed(config: str, corpus: Path, precision: str, epochs: int, exp: Path, extra: list[str]) -> dict:
-    """The real training loop: steady-state audio-seconds per second in its last epoch, peak memory."""
+PROFILE_FIRST, PROFILE_COUNT = 3, 3  # the last epoch's steps 3-5 are profiled, and timed from step 6 on
+
+
+def loop_speed(
+    config: str, corpus: Path, precision: str, epochs: int, exp: Path, extra: list[str], trace: Path
+) -> dict:
+    """The real training loop: steady-state audio-seconds per second in its last epoch, peak memory, a
+    profiler trace of three steps before the timed ones, and the batches of both (for the replay)."""
     cfg = load_config(
         config,
         [
@@ -216,9 +290,10 @@ def loop_speed(config: str, corpus: Path, precision: str, epochs: int, exp: Path
         ],
     )
     reset_peak()
-    steady, audit = SteadyState(), SyncAudit()
+    profile = LoopProfile(PROFILE_FIRST, PROFILE_COUNT, trace)
+    steady, audit = SteadyState(PROFILE_FIRST + PROFILE_COUNT), SyncAudit()
     start = time.perf_counter()
-    train(cfg, callbacks=[steady, audit])
+    train(cfg, callbacks=[profile, steady, audit])
     wall = time.perf_counter() - start
     rows = [r.split(",") for r in (exp / "logs" / "metrics.csv").read_text().splitlines()]
     col, wer = rows[0].index("train/audio_sec_per_sec"), rows[0].index("val/wer")
@@ -229,7 +304,10 @@ def loop_speed(config: str, corpus: Path, precision: str, epochs: int, exp: Path
         "loop_epochs": [float(r[col]) for r in rows[1:] if r[col]],
         "loop_peak_gib": peak_gib(),
         "loop_wall_s": wall,
+        "loop_trace": profile.timeline,
         "val_wer_reported": any(r[wer] for r in rows[1:]),
+        "timed_batches": steady.batches,
+        "profiled_batches": profile.batches,
     }
 
 
@@ -246,21 +324,40 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def preloaded_speed(config: str, corpus: Path, bf16: bool, extra: list[str], count: int) -> float:
-    """Audio-seconds per second of the module's training step on the loop's own batches (the training
-    loader's first ``count``, speed factors included), all moved to the GPU first. As in the loop's steady
-    state, the GPU is synchronised only before the first timed step and after the last."""
-    cfg = load_config(config, [f"data.train_manifest={corpus}", "data.num_workers=12", *extra])
-    tokenizer = CharTokenizer.english()
-    recognizer = Recognizer(cfg, tokenizer)
+def replay_batches(recognizer: Recognizer, recorded: list[tuple[list[str], float]]) -> list[Batch]:
+    """The loop's batches rebuilt from their utterance ids and speed factors, in order, on the device."""
+    data = AsrDataModule(recognizer.cfg.data, recognizer.tokenizer, recognizer.output_frames, seed=0)
+    dataset = data.dataset("train")
+    index = {utt.id: i for i, (utt, _) in enumerate(dataset.entries)}
+    sampler = [[(index[u], speed) for u in ids] for ids, speed in recorded]
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=12)
+    return [
+        Batch(
+            b.waves.to(DEVICE),
+            b.wave_lens.to(DEVICE),
+            b.targets.to(DEVICE),
+            b.target_lens.to(DEVICE),
+            [],
+            [],
+            speed=b.speed,
+        )
+        for b in loader
+    ]
+
+
+def preloaded_speed(
+    config: str, bf16: bool, extra: list[str], timed_batches: list, profiled_batches: list, trace: Path
+) -> dict:
+    """The module's training step alone (no loader, no Lightning) on exactly the loop's timed batches,
+    rebuilt and moved to the GPU first: one warm-up pass, then two timed passes (audio-seconds per second
+    of each; the GPU is synchronised only at a pass's two ends, as in the loop), then a profiler trace of
+    the loop's three profiled batches."""
+    if not timed_batches:  # an epoch too short for a steady state at this batch size
+        return {"preloaded_audio_s_per_s": float("nan"), "preloaded_passes": [], "preloaded_trace": {}}
+    cfg = load_config(config, extra)
+    recognizer = Recognizer(cfg, CharTokenizer.english())
     module = CTCModule(recognizer).to(DEVICE).train()
-    data = AsrDataModule(cfg.data, tokenizer, recognizer.output_frames, seed=1)
-    batches = []
-    for batch in itertools.islice(data.train_dataloader(), count):
-        tensors = (batch.waves, batch.wave_lens, batch.targets, batch.target_lens)
-        batches.append(Batch(*(t.to(DEVICE) for t in tensors), [], [], speed=batch.speed))
-    if len(batches) < 3:
-        return float("nan")  # a corpus too small for this batch size
+    batches = replay_batches(recognizer, timed_batches)
     opt = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=True)
 
     def step(batch: Batch) -> None:
@@ -271,15 +368,27 @@ def preloaded_speed(config: str, corpus: Path, bf16: bool, extra: list[str], cou
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for batch in batches[:2]:  # warm-up
-        step(batch)
-    sync()
-    start = time.perf_counter()
-    for batch in batches[2:]:
-        step(batch)
-    sync()
-    samples = sum(int(b.wave_lens.sum()) for b in batches[2:])
-    return samples / RATE / (time.perf_counter() - start)
+    seconds = sum(int(b.wave_lens.sum()) for b in batches) / RATE
+
+    def one_pass() -> float:
+        sync()
+        start = time.perf_counter()
+        for batch in batches:
+            step(batch)
+        sync()
+        return seconds / (time.perf_counter() - start)
+
+    passes = [one_pass() for _ in range(3)][1:]  # the first pass warms up
+    with profiler() as prof:
+        for batch in replay_batches(recognizer, profiled_batches):
+            with torch.profiler.record_function("preloaded: step"):
+                step(batch)
+        sync()
+    return {
+        "preloaded_audio_s_per_s": statistics.mean(passes),
+        "preloaded_passes": passes,
+        "preloaded_trace": save_trace(prof, trace, "preloaded:"),
+    }
 
 
 def bare_speed(cfg: Config, bf16: bool, batch: int, seconds: float) -> float:
@@ -358,6 +467,13 @@ def transcribe_rtf(cfg: Config) -> dict:
     return out
 
 
+def busy(timeline: dict) -> str:
+    """ "busy% of span ms" from a step_trace timeline, or n/a when nothing was profiled."""
+    if not timeline:
+        return "n/a"
+    return f"{timeline['busy_fraction']:.1%} of {timeline['span_ms']:.0f} ms"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", type=Path)
@@ -404,11 +520,18 @@ def main() -> None:
             fwd = sum(forward_flops_per_second(cfg).values())
             row = {"config": config, "precision": precision, "batch": batch} | supply[config]
             exp = Path(tmp) / f"{len(rows)}"
+            extra = [f"data.max_batch_seconds={budget}"]
+            tag = f"{Path(config).stem}_{'bf16' if bf16 else 'fp32'}_x{scale}"
             row |= loop_speed(
-                config, corpus, precision, args.epochs, exp, [f"data.max_batch_seconds={budget}"]
+                config, corpus, precision, args.epochs, exp, extra, args.out / f"loop_{tag}.json.gz"
             )
-            row["preloaded_audio_s_per_s"] = preloaded_speed(
-                config, corpus, bf16, [f"data.max_batch_seconds={budget}"], max(6, 24 // scale)
+            row |= preloaded_speed(
+                config,
+                bf16,
+                [f"data.train_manifest={corpus}", *extra],
+                row.pop("timed_batches"),
+                row.pop("profiled_batches"),
+                args.out / f"preloaded_{tag}.json.gz",
             )
             row["bare_audio_s_per_s"] = bare_speed(cfg, bf16, batch, seconds)
             row["loop_train_tflops"] = 3 * fwd * row["loop_audio_s_per_s"] / 1e12
@@ -436,6 +559,22 @@ def main() -> None:
             f"{r['bare_audio_s_per_s']:.0f} | {r['loop_audio_s_per_s'] / r['bare_audio_s_per_s']:.2f} | "
             f"{r['loop_peak_gib']:.1f} | {r['loop_train_tflops']:.1f} | "
             f"{r['supply_12_workers']:.0f} / {r['supply_1_worker']:.0f} |"
+        )
+    lines += [
+        "",
+        "Device busy in three profiled steps (loop: the last epoch's steps 3-5; preloaded: the same",
+        "batches), and the loop's longest idle gaps with the phase and the host work they overlapped most:",
+        "",
+        "| config | precision | batch | busy, loop | busy, preloaded | longest gaps of the loop |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        loop, pre = r["loop_trace"], r["preloaded_trace"]
+        gaps = "; ".join(
+            f"{g['ms']:.1f} ms {g['phase']}: {', '.join(g['host'][:2])}" for g in loop.get("gaps", [])[:3]
+        )
+        lines.append(
+            f"| {r['config']} | {r['precision']} | {r['batch']} | {busy(loop)} | {busy(pre)} | {gaps} |"
         )
     lines += [
         "",

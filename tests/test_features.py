@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torchaudio
 
 from asr.config import FeatureConfig, SpecAugmentConfig
 from asr.features import CMVNAccumulator, FeatureExtractor, LogMel, change_speed, num_frames, spec_augment
@@ -76,3 +77,16 @@ def test_change_speed_length_pitch_and_padding(factor):
     torch.testing.assert_close(out[1, : lens[1]], alone[0, : lens[1]], atol=1e-5, rtol=0)  # padding unseen
     same, same_lens = change_speed(waves, torch.tensor([16000, 8000]), 1.0)
     assert same is waves and same_lens.tolist() == [16000, 8000]
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_change_speed_is_torchaudios_resampling_in_float32_under_autocast(factor):
+    waves = torch.randn(3, 12000, generator=torch.Generator().manual_seed(0))
+    rate = round(16000 * factor)
+    expected = torchaudio.functional.resample(waves, rate, 16000)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = change_speed(waves, torch.tensor([12000, 9000, 5000]), factor)
+        again, _ = change_speed(waves, torch.tensor([12000, 9000, 5000]), factor)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)  # bf16 would be off by ~1e-2
+    assert torch.equal(again, out)
