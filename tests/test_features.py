@@ -23,6 +23,17 @@ def test_logmel_shape_and_exact_lengths():
     assert feats.shape == (2, 98, 80) and lens.tolist() == [98, 48]
 
 
+def test_logmel_is_torchaudios_power_mel_spectrogram_with_the_same_checkpoint_keys():
+    waves = torch.randn(3, 16000, generator=torch.Generator().manual_seed(0)) * 0.1
+    reference = torchaudio.transforms.MelSpectrogram(16000, 400, 400, 160, n_mels=80, center=False, power=2.0)
+    logmel = LogMel(CFG)
+    feats, _ = logmel(waves, torch.tensor([16000, 16000, 16000]))
+    torch.testing.assert_close(
+        feats, torch.log(reference(waves) + 1e-6).transpose(1, 2), atol=1e-5, rtol=1e-5
+    )
+    assert logmel.state_dict().keys() == {f"mel.{k}" for k in reference.state_dict()}  # old checkpoints load
+
+
 def test_padded_batch_equals_items_one_at_a_time():
     torch.manual_seed(0)
     a, b = torch.randn(12000) * 0.1, torch.randn(7000) * 0.1
