@@ -9,7 +9,7 @@ OUT_DIR/gpu_check.md and prints the table. For each config and precision (fp32, 
 - ``loop``: the real training loop (``asr.train.train``: FLAC files read by 12 loader workers, the
   config's speed perturbation, features and SpecAugment on the GPU, encoder, CTC in fp32, fused AdamW,
   checkpointing and one validation at the end) on a generated corpus of noise with LibriSpeech-like
-  durations; audio-seconds per second in the steady state of the last epoch (its 4th step to its last;
+  durations; audio-seconds per second in the steady state of the last epoch (its 7th step to its last;
   the per-epoch figures the training log reports are kept in the JSON), peak GPU memory the allocator's.
 - ``preloaded``: the same module's training step on exactly the loop's timed batches (rebuilt from their
   utterance ids and speed factors, in the loop's order), moved to the GPU beforehand (no loader, no
@@ -168,6 +168,7 @@ class SteadyState(pl.Callback):
 
 
 def profiler() -> torch.profiler.profile:
+    """A torch.profiler recording host operators, and the GPU's kernels and copies when on a GPU."""
     activities = [torch.profiler.ProfilerActivity.CPU]
     if DEVICE.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
