@@ -36,6 +36,10 @@ def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return merged
 
 
+def _span(e: dict) -> tuple[float, float]:
+    return float(e["ts"]), float(e["ts"]) + float(e["dur"])
+
+
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
     return max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
 
@@ -47,38 +51,34 @@ def device_timeline(events: list[dict], top: int = 5, annotation_prefix: str = "
     device-idle intervals, each with the three host events that overlap it most and the user annotation
     (those whose name starts with ``annotation_prefix``) it overlaps most.
     """
-    spans = [(float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in events]
-    if not spans:
+    if not events:
         return {"span_ms": 0.0, "busy_ms": 0.0, "busy_fraction": float("nan"), "gaps": []}
+    spans = [_span(e) for e in events]
     window = (min(s for s, _ in spans), max(e for _, e in spans))
-    busy = _merge(
-        [
-            (float(e["ts"]), float(e["ts"]) + float(e["dur"]))
-            for e in events
-            if e.get("cat") in DEVICE_CATEGORIES
-        ]
-    )
+    busy = _merge([span for e, span in zip(events, spans) if e.get("cat") in DEVICE_CATEGORIES])
     edges = [window[0]] + [t for span in busy for t in span] + [window[1]]
     idle = [(edges[i], edges[i + 1]) for i in range(0, len(edges), 2) if edges[i + 1] > edges[i]]
-    host = [e for e in events if e.get("cat") in HOST_CATEGORIES]
+    host = [(e["name"], span) for e, span in zip(events, spans) if e.get("cat") in HOST_CATEGORIES]
     notes = [
-        e for e in events if e.get("cat") == "user_annotation" and e["name"].startswith(annotation_prefix)
+        (e["name"], span)
+        for e, span in zip(events, spans)
+        if e.get("cat") == "user_annotation" and e["name"].startswith(annotation_prefix)
     ]
 
-    def spans_of(e: dict) -> tuple[float, float]:
-        return float(e["ts"]), float(e["ts"]) + float(e["dur"])
+    def overlapping(gap: tuple[float, float], named: list) -> list[tuple[float, str]]:
+        """(overlap, name) of the events that overlap ``gap``, most first."""
+        hits = [(_overlap(gap, span), name) for name, span in named]
+        return sorted([h for h in hits if h[0] > 0], key=lambda h: h[0], reverse=True)
 
     gaps = []
     for gap in sorted(idle, key=lambda g: g[1] - g[0], reverse=True)[:top]:
-        ranked = sorted(host, key=lambda e: _overlap(gap, spans_of(e)), reverse=True)
-        ops = [f"{e['name']} ({_overlap(gap, spans_of(e)) / 1e3:.2f} ms)" for e in ranked[:3]]
-        phase = max(notes, key=lambda e: _overlap(gap, spans_of(e)), default=None)
+        phases = overlapping(gap, notes)
         gaps.append(
             {
                 "ms": round((gap[1] - gap[0]) / 1e3, 3),
                 "at_ms": round((gap[0] - window[0]) / 1e3, 3),
-                "phase": phase["name"] if phase is not None and _overlap(gap, spans_of(phase)) > 0 else "",
-                "host": [op for op, e in zip(ops, ranked) if _overlap(gap, spans_of(e)) > 0],
+                "phase": phases[0][1] if phases else "",
+                "host": [f"{name} ({ms / 1e3:.2f} ms)" for ms, name in overlapping(gap, host)[:3]],
             }
         )
     span = window[1] - window[0]
