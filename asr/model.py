@@ -57,6 +57,16 @@ def reverse_padded(x: Tensor, lens: Tensor) -> Tensor:
     return x.gather(1, index[:, :, None].expand_as(x))
 
 
+def open_forget_gates(lstm: nn.LSTM) -> None:
+    """Start every forget gate's bias at 1 (Jozefowicz et al. 2015): the cell keeps its state from the first
+    step instead of halving it. On AN4 this shortened CTC's all-blank start (benchmarks/RESULTS.md)."""
+    h = lstm.hidden_size
+    with torch.no_grad():
+        for layer in range(lstm.num_layers):
+            getattr(lstm, f"bias_ih_l{layer}")[h : 2 * h].fill_(1.0)  # gate order i, f, g, o
+            getattr(lstm, f"bias_hh_l{layer}")[h : 2 * h].zero_()
+
+
 class RNNLayer(nn.Module):
     """One (bi)directional RNN layer on a padded batch, exact for every sequence in it.
 
@@ -73,6 +83,9 @@ class RNNLayer(nn.Module):
         rnn_cls = RNN_TYPES[rnn_type]
         self.forward_rnn = rnn_cls(input_size, hidden_size, batch_first=True)
         self.backward_rnn = rnn_cls(input_size, hidden_size, batch_first=True) if bidirectional else None
+        for rnn in (self.forward_rnn, self.backward_rnn):
+            if isinstance(rnn, nn.LSTM):
+                open_forget_gates(rnn)
 
     def forward(self, x: Tensor, lens: Tensor) -> Tensor:
         """(B, T, D), lens (B,) -> (B, T, H * directions)."""

@@ -43,3 +43,19 @@ def test_unidirectional_and_parameter_count():
     assert lens.item() == 4 and log_probs.shape == (1, 4, 5)
     assert torch.allclose(log_probs.exp().sum(-1), torch.ones(1, 4))
     assert count_parameters(enc) == sum(p.numel() for p in enc.parameters())
+
+
+def test_lstm_forget_gates_start_open_and_other_gates_keep_torch_init():
+    torch.manual_seed(0)
+    enc = Encoder(ModelConfig(rnn_type="lstm", hidden_size=8, num_layers=2, conv_channels=4), 80, 29)
+    lstms = [m for m in enc.modules() if isinstance(m, torch.nn.LSTM)]
+    assert len(lstms) == 4  # two layers, two directions
+    for lstm in lstms:
+        total = lstm.bias_ih_l0 + lstm.bias_hh_l0  # gate order i, f, g, o
+        assert torch.equal(total[8:16], torch.ones(8))
+        others = torch.cat([total[:8], total[16:]])
+        assert others.abs().max() < 2 / 8**0.5 and others.std() > 0.1  # torch's U(-1/sqrt(H), 1/sqrt(H))
+    gru = Encoder(ModelConfig(rnn_type="gru", hidden_size=8, num_layers=1, conv_channels=4), 80, 29)
+    for m in gru.modules():
+        if isinstance(m, torch.nn.GRU):
+            assert (m.bias_ih_l0 + m.bias_hh_l0).abs().max() < 2 / 8**0.5
