@@ -269,9 +269,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         decoder = _decoder_config(args)
         model = load_model(args.model, args.device)
-        with _progress_bar(args, len(read_manifest(args.manifest))) as bar:
+        utts = read_manifest(args.manifest)
+        with _progress_bar(args, len(utts)) as bar:
             counts, skipped = evaluate_manifest(
-                model, args.manifest, args.report, decoder, args.processes, progress=bar.update
+                model, utts, args.report, decoder, args.processes, progress=bar.update
             )
     except DecoderError as e:
         return _fail(str(e), EXIT_USAGE)

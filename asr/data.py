@@ -143,14 +143,15 @@ class AsrDataset(Dataset):
         return Item(wave, tokens, utt.id, utt.text, speed)
 
 
-def collate(items: Sequence[Item | None]) -> Batch | None:
+def collate(items: Sequence[Item | None]) -> Batch:
     """Pad items into a :class:`Batch`, dropping unreadable ones and counting them in ``Batch.skipped``
-    (which reaches the main process from DataLoader workers). ``None`` if no item is left."""
+    (which reaches the main process from DataLoader workers). The batch is empty if no item is left."""
     skipped = len(items)
     items = [it for it in items if it is not None]
-    if not items:
-        return None
     skipped -= len(items)
+    if not items:
+        empty = torch.zeros(0, dtype=torch.long)
+        return Batch(torch.zeros(0, 0), empty, torch.zeros(0, 1, dtype=torch.long), empty, [], [], skipped)
     wave_lens = torch.tensor([it.wave.numel() for it in items], dtype=torch.long)
     target_lens = torch.tensor([len(it.tokens) for it in items], dtype=torch.long)
     waves = torch.zeros(len(items), int(wave_lens.max()))

@@ -21,7 +21,7 @@ import numpy as np
 from asr.audio import AudioError, audio_duration, load_audio
 from asr.decode import DecodePool, DecoderConfig
 from asr.longform import OVERLAP_S, WINDOW_S, check_windows, transcribe_long
-from asr.manifest import read_manifest
+from asr.manifest import Utterance, read_manifest
 from asr.metrics import ErrorCounts, score, write_report
 from asr.recognizer import Recognizer
 from asr.timing import Word, frame_seconds, timed_hypotheses
@@ -135,18 +135,19 @@ def output_paths(paths: Sequence[str | Path], output_dir: str | Path, suffix: st
 
 def evaluate_manifest(
     model: Recognizer,
-    manifest: str | Path,
+    manifest: str | Path | Sequence[Utterance],
     report: str | Path | None = None,
     decoder: DecoderConfig | None = None,
     processes: int = 1,
     progress: Callable[[int], object] | None = None,
 ) -> tuple[ErrorCounts, int]:
-    """Corpus WER/CER counts over a manifest and the number of unreadable files skipped.
+    """Corpus WER/CER counts over a manifest (its path, or its utterances already read) and the number of
+    unreadable files skipped.
 
     ``report`` gets one JSON line per utterance (reference, hypothesis, errors). The decoder defaults to
     greedy.
     """
-    utts = read_manifest(manifest)
+    utts = read_manifest(manifest) if isinstance(manifest, (str, Path)) else manifest
     paths = [u.audio_filepath for u in utts]
     results = transcribe_files(model, paths, decoder, processes=processes, progress=progress)
     kept = [(u, r) for u, r in zip(utts, results) if r.text is not None]

@@ -87,10 +87,10 @@ class CTCModule(pl.LightningModule):
             )
         return losses, log_probs, out_lens
 
-    def training_step(self, batch: Batch | None, batch_idx: int) -> Tensor:
-        if batch is None:  # every file of the batch was unreadable: a zero step keeps DDP ranks in step
-            return sum(p.sum() for p in self.parameters()) * 0.0
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         self._unreadable += batch.skipped
+        if not len(batch):  # every file of the batch was unreadable: a zero step keeps DDP ranks in step
+            return sum(p.sum() for p in self.parameters()) * 0.0
         losses, _, _ = self._shared_step(batch, train=True)
         loss = losses.sum() / batch.target_lens.sum().clamp_min(1)  # mean per target token
         # the progress bar reads its values on the host after every step: a GPU sync, so only when it is shown
@@ -132,8 +132,8 @@ class CTCModule(pl.LightningModule):
             )
             self._skipped_reported = skipped
 
-    def _eval_step(self, batch: Batch | None) -> None:
-        if batch is None:
+    def _eval_step(self, batch: Batch) -> None:
+        if not len(batch):
             return
         losses, log_probs, out_lens = self._shared_step(batch, train=False)
         finite = torch.isfinite(losses)
@@ -157,13 +157,13 @@ class CTCModule(pl.LightningModule):
         self._eval_counts = ErrorCounts()
         self._eval_loss.zero_()
 
-    def validation_step(self, batch: Batch | None, batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(batch)
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
 
-    def test_step(self, batch: Batch | None, batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(batch)
 
     def on_test_epoch_end(self) -> None:

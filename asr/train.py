@@ -53,7 +53,7 @@ def compute_cmvn(recognizer: Recognizer, dataset: AsrDataset, max_utts: int, see
     logmel = LogMel(recognizer.cfg.features)
     acc = CMVNAccumulator(recognizer.cfg.features.n_mels)
     for batch in loader:
-        if batch is not None:
+        if len(batch):
             acc.add(*logmel(batch.waves, batch.wave_lens))
     recognizer.frontend.cmvn.set_stats(*acc.stats())
     log.info("normalisation statistics from %d utterances (%d frames)", len(subset), acc.frames)
@@ -132,8 +132,7 @@ class AudioThroughput(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx
     ) -> None:
-        if batch is not None:
-            self.samples = self.samples.to(batch.wave_lens.device) + batch.wave_lens.sum()
+        self.samples = self.samples.to(batch.wave_lens.device) + batch.wave_lens.sum()
 
     def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.validation_start = time.perf_counter()

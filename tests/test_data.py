@@ -104,7 +104,8 @@ def test_dataset_and_collate_skip_unreadable(tmp_path, caplog):
     assert "bad.wav" in caplog.text
     assert batch.waves.shape == (2, 1600) and batch.wave_lens.tolist() == [1600, 1600]
     assert batch.targets.tolist() == [tok.encode("ab")] * 2 and batch.ids == ["a", "b"]
-    assert collate([None]) is None
+    empty = collate([None])
+    assert len(empty) == 0 and empty.skipped == 1 and empty.waves.shape == (0, 0)
 
 
 def test_manifest_round_trip_and_relative_paths(tmp_path):

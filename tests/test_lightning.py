@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from asr.config import Config, ModelConfig
-from asr.data import Batch
+from asr.data import Batch, collate
 from asr.lightning import CTCModule, warmup_cosine
 from asr.recognizer import Recognizer
 from asr.text import CharTokenizer
@@ -69,12 +69,14 @@ def test_non_finite_step_is_skipped_and_counted(tmp_path):
 def test_unreadable_files_are_counted_per_epoch(tmp_path, caplog):
     tok = CharTokenizer.english()
     cfg = _cfg()
-    batches = [_batch(tok, False), _batch(tok, False)]
-    batches[0].skipped, batches[1].skipped = 2, 1  # as collate counts files it could not read
+    batches = [_batch(tok, False), collate([None, None, None]), _batch(tok, False)]
+    batches[0].skipped, batches[2].skipped = 2, 1  # as collate counts files it could not read
+    module = CTCModule(Recognizer(cfg, tok))
     trainer = _trainer(tmp_path)
     with caplog.at_level("WARNING", logger="asr.lightning"):
-        trainer.fit(CTCModule(Recognizer(cfg, tok)), DataLoader(batches, batch_size=None))
-    assert "epoch 0: 3 unreadable training file(s) skipped" in caplog.text
+        trainer.fit(module, DataLoader(batches, batch_size=None))
+    assert "epoch 0: 6 unreadable training file(s) skipped" in caplog.text  # the empty batch's 3 included
+    assert trainer.global_step == 3 and module.skipped_steps == 0
 
 
 def test_specaugment_starts_at_its_step(tmp_path, monkeypatch):
