@@ -141,11 +141,17 @@ def test_average_checkpoints_last_and_best(trained_model, tmp_path, capsys):
             k: v + i if ".encoder." in f".{k}" and v.is_floating_point() else v
             for k, v in base["state_dict"].items()
         }
+        table = {
+            str(folder / f"c{j}.ckpt"): torch.tensor(w) for j, w in enumerate([0.5, 0.2, 0.3, 0.9][: i + 1])
+        }
         ckpt["callbacks"] = {
             **base["callbacks"],
-            key: {**base["callbacks"][key], "current_score": torch.tensor(wer)},
+            key: {**base["callbacks"][key], "current_score": torch.tensor(wer), "best_k_models": table},
         }
         torch.save(ckpt, folder / f"c{i}.ckpt")
+    # last.ckpt: c3's weights, with a current score (0.1) that belongs to an earlier checkpoint
+    last = {**ckpt, "callbacks": {**ckpt["callbacks"], key: {**ckpt["callbacks"][key], "current_score": 0.1}}}
+    torch.save(last, folder / "last.ckpt")
     assert [p.name for p in tool.select([folder], last=2)] == ["c2.ckpt", "c3.ckpt"]
     assert [p.name for p in tool.select([folder], best=2)] == ["c1.ckpt", "c2.ckpt"]
 

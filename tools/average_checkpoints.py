@@ -22,11 +22,18 @@ import torch
 from asr.checkpoint import CheckpointError, load_checkpoint, load_model, recognizer_state, save_atomic
 
 
-def _val_wer(ckpt: dict) -> float | None:
-    """The validation WER a best-WER checkpoint was saved for (its ModelCheckpoint's current score)."""
+def _val_wer(ckpt: dict, name: str) -> float | None:
+    """The validation WER the checkpoint file ``name`` was saved for as one of the best, else None.
+
+    It is the file's own entry in its val/wer ModelCheckpoint's best-K table. ``last.ckpt`` and
+    ``step-*.ckpt`` carry that callback's state too, but no entry of their own: the current score in it
+    belongs to an earlier checkpoint, not to their weights.
+    """
     for key, state in ckpt.get("callbacks", {}).items():
-        if "val/wer" in key and state.get("current_score") is not None:
-            return float(state["current_score"])
+        if "val/wer" in key:
+            for path, score in state.get("best_k_models", {}).items():
+                if Path(path).name == name:
+                    return float(score)
     return None
 
 
@@ -39,7 +46,7 @@ def select(paths: Sequence[Path], last: int = 0, best: int = 0) -> list[Path]:
     if last:
         by_step = {int(c.get("global_step", -1)): f for f, c in sorted(info.items()) if f.name != "last.ckpt"}
         return [by_step[s] for s in sorted(by_step)[-last:]]
-    scored = sorted((w, str(f)) for f, c in info.items() if (w := _val_wer(c)) is not None)
+    scored = sorted((w, str(f)) for f, c in info.items() if (w := _val_wer(c, f.name)) is not None)
     return [Path(f) for _, f in scored[:best]]
 
 
