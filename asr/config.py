@@ -13,20 +13,8 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from asr.errors import first_line
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used."""
-
-
-@dataclass
-class FeatureConfig:
-    n_mels: int = 80
-    win_ms: float = 25.0
-    hop_ms: float = 10.0
-    cmvn_max_utts: int = 2000  # utterances sampled from the training manifest for global mean/variance
-
+from asr.errors import ConfigError, first_line
+from asr.spec import FeatureConfig, ModelConfig
 
 @dataclass
 class SpecAugmentConfig:
@@ -38,18 +26,6 @@ class SpecAugmentConfig:
     # Masks apply from this optimiser step on. Clean features early let CTC leave its all-blank start sooner:
     # on AN4, 24% test WER after 3 minutes with masks from step 1000, 52% with them from the start.
     start_step: int = 0
-
-
-@dataclass
-class ModelConfig:
-    rnn_type: str = "lstm"  # lstm | gru | rnn (plain tanh RNN, for comparison)
-    subsampling: int = 4  # 4 (two stride-2 convs) or 8 (three)
-    conv_channels: int = 32
-    hidden_size: int = 256  # per direction
-    num_layers: int = 3
-    bidirectional: bool = True
-    projection: int = 0  # >0: a linear projection to this size after each layer (LSTMP-style)
-    dropout: float = 0.1  # between layers
 
 
 @dataclass

@@ -1,6 +1,37 @@
-"""Helpers for the one-line error messages every module gives."""
+"""The one exit-code mapping, and the one-line error messages every module and entry point gives.
+
+Every error a user can cause is an :class:`AsrError` subclass carrying its exit code; modules raise their own
+subclass (``AudioError``, ``ConfigError``, ...) of the matching family here. Entry points (the ``asr``
+subcommands, the recipes, tools/) run through :func:`run_main`, which prints ``error: <one line>`` on stderr
+and returns the code. The codes:
+
+====  ==========================================================================
+0     success
+1     some audio could not be read (each file reported, the rest still processed)
+2     usage: a wrong option or combination, a device that does not exist
+3     a bad config or setting
+4     a bad checkpoint or model file
+5     a bad manifest or data set (missing, empty, all filtered out)
+6     an output cannot be written (full disk, no permission, an output onto an input)
+130   interrupted (Ctrl-C)
+====  ==========================================================================
+"""
 
 from __future__ import annotations
+
+import errno
+import os
+import sys
+from collections.abc import Callable
+
+EXIT_OK = 0
+EXIT_AUDIO = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_CHECKPOINT = 4
+EXIT_DATA = 5
+EXIT_OUTPUT = 6
+EXIT_INTERRUPTED = 130
 
 
 def first_line(e: BaseException) -> str:
@@ -9,3 +40,104 @@ def first_line(e: BaseException) -> str:
         if line.strip():
             return line.strip()
     return type(e).__name__
+
+
+class AsrError(Exception):
+    """An error the user can fix; its message is one line naming the file or setting and the problem."""
+
+    exit_code = 1
+
+
+class AudioFailure(AsrError, ValueError):
+    """Audio that cannot be read."""
+
+    exit_code = EXIT_AUDIO
+
+
+class UsageError(AsrError, ValueError):
+    """A wrong option, combination of options or device."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(AsrError, ValueError):
+    """A config or setting that cannot be used."""
+
+    exit_code = EXIT_CONFIG
+
+
+class ModelFileError(AsrError, ValueError):
+    """A checkpoint or model file that cannot be loaded."""
+
+    exit_code = EXIT_CHECKPOINT
+
+
+class DataError(AsrError, ValueError):
+    """A manifest or data set that cannot be used."""
+
+    exit_code = EXIT_DATA
+
+
+class OutputError(AsrError, OSError):
+    """An output that cannot or must not be written."""
+
+    exit_code = EXIT_OUTPUT
+
+
+def os_error_line(e: OSError) -> str:
+    """One line naming the file: "PATH: reason"."""
+    reason = e.strerror or first_line(e)
+    return f"{e.filename}: {reason}" if e.filename is not None and str(e.filename) not in reason else reason
+
+
+def exit_code(e: BaseException) -> int:
+    """The exit code of an exception reaching an entry point."""
+    if isinstance(e, AsrError):
+        return e.exit_code
+    if isinstance(e, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(e, OSError):
+        return EXIT_OUTPUT
+    raise e
+
+
+def message(e: BaseException) -> str:
+    """The one line printed for an exception reaching an entry point."""
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(e, OSError) and not isinstance(e, AsrError):
+        return os_error_line(e)
+    return first_line(e)
+
+
+def _flush_stdout() -> int | None:
+    """Flush stdout; on a full disk or closed pipe say so and give the exit code."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return EXIT_OK  # the reader went away (``| head``): not an error of ours
+    except OSError as e:
+        reason = e.strerror or errno.errorcode.get(e.errno or 0, "write failed")
+        print(f"error: standard output: {reason}", file=sys.stderr)
+        return EXIT_OUTPUT
+    return None
+
+
+def run_main(main: Callable[[], int | None]) -> int:
+    """Run an entry point: its return code, or the code and one-line message of the error that ended it.
+
+    Errors that are not the user's (a bug) keep their traceback. Writing to a full or closed standard output
+    is exit 6 (a closed pipe is 0).
+    """
+    try:
+        code = main() or EXIT_OK
+    except (AsrError, OSError, KeyboardInterrupt) as e:
+        if isinstance(e, BrokenPipeError):
+            return EXIT_OK
+        code = exit_code(e)
+        print(f"error: {message(e)}", file=sys.stderr)
+    flushed = _flush_stdout()
+    if flushed is not None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the interpreter flushes stdout again at exit
+        return flushed if code == EXIT_OK else code
+    return code

@@ -13,7 +13,8 @@ import torchaudio
 from torch import Tensor, nn
 
 from asr.audio import SAMPLE_RATE
-from asr.config import FeatureConfig, SpecAugmentConfig
+from asr.config import SpecAugmentConfig
+from asr.spec import FeatureConfig
 
 LOG_FLOOR = 1e-6
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asr.config import ModelConfig
+from asr.spec import ModelConfig
 
 KERNEL = 3
 STRIDE = 2
