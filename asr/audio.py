@@ -15,7 +15,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from asr.errors import first_line
+from asr.errors import AudioFailure, first_line
 
 SAMPLE_RATE = 16000
 MIN_RATE, MAX_RATE = 1000, 768000  # outside this a header is corrupt (or hostile: 1 Hz would upsample 16000x)
@@ -24,9 +24,15 @@ MAX_ABS = 1e6  # float samples this large are corrupt data (not even int-range a
 _BLOCK_VALUES = 1 << 22  # samples read at a time: memory follows the audio present, not the header's claim
 STREAM_BLOCK_FRAMES = 65536  # frames read at a time by stream_audio
 _TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)  # libsndfile's header log
+# bytes after the declared data that are no chunk: the header declares fewer samples than the file holds
+_UNDECLARED = re.compile(
+    r"^data\s*:\s*\d+\s*$.*?^\*\*\* Unknown chunk marker \(\w+\) at position (\d+)", re.MULTILINE | re.DOTALL
+)
+_FILE_LENGTH = re.compile(r"^Length\s*:\s*(\d+)", re.MULTILINE)
+_BLOCK_ALIGN = re.compile(r"^\s*Block Align\s*:\s*(\d+)", re.MULTILINE)
 
 
-class AudioError(ValueError):
+class AudioError(AudioFailure):
     """An audio file that cannot be used; the message names the file and the problem."""
 
     def __init__(self, path: str | Path, problem: str) -> None:
@@ -57,11 +63,26 @@ def _info(path: str | Path) -> sf._SoundFileInfo:
     short = _TRUNCATED.search(info.extra_info)
     if short:
         raise AudioError(path, f"truncated: header declares {short[1]} data bytes, file holds {short[2]}")
+    undeclared = _undeclared_frames(info)
+    if undeclared > info.samplerate // 100:
+        present = info.frames + undeclared
+        raise AudioError(
+            path, f"corrupt header: it declares {info.frames} samples, but about {present} follow it"
+        )
     if not MIN_RATE <= info.samplerate <= MAX_RATE:
         raise AudioError(path, f"unsupported sample rate {info.samplerate} Hz")
     if info.channels < 1:
         raise AudioError(path, f"invalid channel count {info.channels}")
     return info
+
+
+def _undeclared_frames(info: sf._SoundFileInfo) -> int:
+    """Audio frames present after the data a (RIFF/WAV) header declares, from libsndfile's header log: bytes
+    there that are no chunk are the rest of the data. 0 when the log shows none."""
+    after, length, align = (r.search(info.extra_info) for r in (_UNDECLARED, _FILE_LENGTH, _BLOCK_ALIGN))
+    if after is None or length is None or align is None or int(align[1]) < 1:
+        return 0
+    return max(0, int(length[1]) - int(after[1])) // int(align[1])
 
 
 def _reason(e: Exception) -> str:

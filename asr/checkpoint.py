@@ -1,32 +1,36 @@
-"""Self-contained checkpoints: atomic writes, safe loads, export for inference.
+"""Model files: atomic writes, safe loads, export for inference.
 
-A checkpoint holds ``asr`` (the config and tokenizer as plain data) and ``state_dict`` (the recogniser's
-weights and normalisation statistics). Lightning's training checkpoints carry the same two entries (the
-weights under the ``recognizer.`` prefix) plus optimiser and loop state. Everything is loaded with
-``weights_only=True``: a file that would need to run code to load is refused.
+A model file holds ``asr`` and ``state_dict`` (the recogniser's weights and normalisation statistics). ``asr``
+is plain data: ``spec``, the versioned :class:`asr.spec.ModelSpec` that is all loading needs, and
+``training_config``, the training config as a dict, kept for provenance and never read to load. Lightning's
+training checkpoints carry the same two entries (the weights under the ``recognizer.`` prefix) plus optimiser
+and loop state. Files written before the spec existed (an ``asr`` entry of ``config`` and ``tokenizer``, no
+version) still load: their spec is read from the stored config's feature and model sections, the tokenizer
+and the normalisation statistics in the weights. Everything is loaded with ``weights_only=True``: a file
+that would need to run code to load is refused.
 """
 
 from __future__ import annotations
 
-import glob
 import io
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from asr.config import from_dict, to_dict
-from asr.errors import first_line
+from asr.config import Config, to_dict
+from asr.errors import ConfigError, ModelFileError, OutputError, first_line
+from asr.outputs import refuse_overwrite, write_bytes_atomic
 from asr.recognizer import Recognizer
-from asr.text import CharTokenizer
+from asr.spec import ModelSpec
+from asr.text import TokenizerError
 
 PREFIX = "recognizer."
+TRAINING_KEYS = ("optimizer_states", "loops")  # what only a training checkpoint (Lightning's) holds
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ModelFileError):
     """A checkpoint that cannot be loaded; the message names the file and the problem."""
 
 
@@ -34,36 +38,11 @@ def save_atomic(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
     A crash or a full disk leaves the previous file at ``path`` untouched; a write that fails raises
-    ``OSError`` with a one-line message naming ``path``. Temporary files orphaned by a killed writer are
-    removed (one process writes a given path at a time, as Lightning's rank 0 does).
+    :class:`asr.errors.OutputError` (an ``OSError``) with a one-line message naming ``path``.
     """
-    path = Path(path)
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for orphan in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-            orphan.unlink(missing_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as e:
-        raise OSError(
-            e.errno, f"{path}: cannot save the checkpoint ({e.strerror or first_line(e)})"
-        ) from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+    write_bytes_atomic(path, buffer.getbuffer())
 
 
 def _unpickler_detail(e: pickle.UnpicklingError) -> str:
@@ -87,7 +66,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     except Exception as e:  # torch.load on arbitrary bytes raises many types (struct.error, EOFError, ...)
         raise CheckpointError(f"{path}: not a readable checkpoint ({first_line(e)})") from None
-    if not isinstance(ckpt, dict) or "asr" not in ckpt or "state_dict" not in ckpt:
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("asr"), dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path}: not an asr checkpoint (no 'asr' and 'state_dict' entries)")
     return ckpt
 
@@ -100,24 +79,82 @@ def recognizer_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> Recognizer:
-    """Load a checkpoint (training or exported) as a :class:`Recognizer` in eval mode on ``device``."""
-    ckpt = load_checkpoint(path)
+def _legacy_spec(entry: dict[str, Any], state: dict[str, torch.Tensor]) -> ModelSpec:
+    """The spec of a file from before the spec: the stored training config's feature and model sections (less
+    its training-only settings), the tokenizer, and the normalisation statistics of the weights."""
+    config = entry["config"]
+    if not isinstance(config, dict) or not isinstance(config.get("features"), dict):
+        raise ConfigError("stored config: no features section")
+    features = {k: v for k, v in config["features"].items() if k != "cmvn_max_utts"}
+    mean, std = state.get("frontend.cmvn.mean"), state.get("frontend.cmvn.std")
+    cmvn = None if mean is None or std is None else {"mean": mean.tolist(), "std": std.tolist()}
+    spec = {"version": 1, "features": features, "model": config.get("model"), "tokenizer": entry["tokenizer"]}
+    return ModelSpec.from_dict(spec | {"cmvn": cmvn})
+
+
+def model_spec(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> ModelSpec:
+    """The spec of a loaded checkpoint (of either format); :class:`CheckpointError` naming ``path``."""
+    entry = ckpt["asr"]
     try:
-        cfg = from_dict(ckpt["asr"]["config"])
-        model = Recognizer(cfg, CharTokenizer.from_dict(ckpt["asr"]["tokenizer"]))
+        if "spec" in entry:
+            return ModelSpec.from_dict(entry["spec"])
+        if "config" in entry and "tokenizer" in entry:
+            return _legacy_spec(entry, recognizer_state(ckpt))
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: impossible model settings ({first_line(e)})") from None
+    raise CheckpointError(f"{path}: not an asr checkpoint (no model spec in its 'asr' entry)")
+
+
+def training_config(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The training config a checkpoint was made with, as plain data (provenance only), if it has one."""
+    entry = ckpt["asr"]
+    return entry.get("training_config") if "spec" in entry else entry.get("config")
+
+
+def recognizer_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> Recognizer:
+    """The :class:`Recognizer` of a loaded checkpoint, in eval mode on the CPU."""
+    spec = model_spec(ckpt, path)
+    try:
+        model = Recognizer(spec)
         model.load_state_dict(recognizer_state(ckpt))
-    except (KeyError, ValueError, RuntimeError) as e:
+    except (TokenizerError, KeyError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: inconsistent checkpoint ({first_line(e)})") from None
-    return model.to(device).eval()
+    return model.eval()
 
 
-def checkpoint_payload(model: Recognizer) -> dict[str, Any]:
-    """The ``asr`` entry describing ``model``: config and tokenizer as plain data."""
-    return {"config": to_dict(model.cfg), "tokenizer": model.tokenizer.to_dict()}
+def load_recognizer(path: str | Path, device: str | torch.device = "cpu") -> Recognizer:
+    """Load a checkpoint (training or exported) as a :class:`Recognizer` in eval mode on ``device``."""
+    return recognizer_from_checkpoint(load_checkpoint(path), path).to(device)
+
+
+def checkpoint_payload(model: Recognizer, training: Config | dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``asr`` entry of a model file: ``model``'s spec, and the training config it came from."""
+    config = to_dict(training) if isinstance(training, Config) else training
+    return {"spec": model.spec.to_dict(), "training_config": config}
+
+
+def is_training_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` holds a training checkpoint (optimiser and loop state: a run resumes from it)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a file torch reads (or not one mmap can): not a checkpoint of ours
+        return False
+    return isinstance(ckpt, dict) and any(k in ckpt for k in TRAINING_KEYS)
 
 
 def export_model(src: str | Path, dest: str | Path) -> None:
-    """Write an inference-only checkpoint (no optimiser or loop state) from a training checkpoint."""
-    model = load_model(src)
-    save_atomic({"asr": checkpoint_payload(model), "state_dict": model.state_dict()}, dest)
+    """Write an inference-only model file (spec, training config, weights) from a checkpoint.
+
+    Refused with :class:`OutputError`, before anything is read, when ``dest`` is ``src`` or a training
+    checkpoint: replacing one would leave its run unable to resume.
+    """
+    refuse_overwrite(dest, [src])
+    if Path(dest).is_file() and is_training_checkpoint(dest):
+        raise OutputError(
+            f"{dest}: is a training checkpoint; refusing to replace it with an inference-only model"
+        )
+    ckpt = load_checkpoint(src)
+    model = recognizer_from_checkpoint(ckpt, src)
+    save_atomic(
+        {"asr": checkpoint_payload(model, training_config(ckpt)), "state_dict": model.state_dict()}, dest
+    )

@@ -1,7 +1,8 @@
 """The ``asr`` command: parses arguments and calls the library, nothing else.
 
-Exit codes: 0 success, 1 some input files could not be read, 2 usage error, 3 bad config, 4 bad
-checkpoint, 5 bad manifest, 6 an output could not be written (full disk, no permission, not a folder).
+Every subcommand runs through :func:`asr.errors.run_main`: an error is one line on stderr and its exit code
+(0 success, 1 some input files could not be read, 2 usage, 3 bad config, 4 bad checkpoint, 5 bad manifest,
+6 an output could not be written). Parsing imports no torch, so ``--help`` is quick.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
+from asr.errors import EXIT_AUDIO, EXIT_OUTPUT, AsrError, AudioFailure, DataError, UsageError, run_main
+from asr.longform import OVERLAP_S, WINDOW_S
+
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-    from asr.decode import DecoderConfig
+    from asr.decoding import DecoderConfig
+    from asr.inference import Transcript
 
-EXIT_BAD_AUDIO, EXIT_USAGE, EXIT_CONFIG, EXIT_CHECKPOINT, EXIT_MANIFEST, EXIT_OUTPUT = 1, 2, 3, 4, 5, 6
-WINDOW_S, OVERLAP_S = 30.0, 4.0  # asr.longform's defaults, repeated so that --help imports no torch
 HOTWORD_BONUS = 3.0  # default --hotword bonus: the word's probability times e^3, about 20
 
 DESCRIPTION = """\
@@ -28,7 +31,10 @@ Train, evaluate and run CTC bidirectional-RNN speech recognisers.
   asr transcribe audio.wav --model exp/run/checkpoints/last.ckpt [--format srt]
   asr transcribe --manifest files.jsonl --model model.pt --json [--decoder beam --lm lm.arpa]
   asr evaluate test.jsonl --model model.ckpt --report report.jsonl [--decoder beam --lm lm.arpa]
-  asr export exp/run/checkpoints/best.ckpt model.pt
+  asr export exp/run/checkpoints/best.ckpt model.pt     (or model.onnx: runs without torch)
+  asr serve --model an4 --port 8000                     (OpenAI-compatible API and a web page)
+  asr models                                            (the model store: names, WER, default)
+  asr plot curves exp/run exp/other --out curves.png
 """
 
 
@@ -61,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("audio", nargs="*", help="audio files")
     r.add_argument("--manifest", help="also transcribe the audio_filepath of each line of this JSONL file")
-    r.add_argument("--model", required=True, help="checkpoint (training or exported)")
+    _model_argument(r)
     r.add_argument(
         "--json", action="store_true", help="print one JSON object per file (same as --format json)"
     )
@@ -85,7 +91,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"files over this many seconds go in overlapping windows this long (default {WINDOW_S:g})",
     )
     r.add_argument(
-        "--overlap", type=float, default=OVERLAP_S, help=f"seconds shared by windows (default {OVERLAP_S:g})"
+        "--overlap",
+        type=float,
+        default=OVERLAP_S,
+        help=f"seconds shared by windows, at most half a window (default {OVERLAP_S:g})",
+    )
+    r.add_argument(
+        "--nbest", type=int, default=1, help="beam search: with --format json, also the N best hypotheses"
     )
     _decoder_arguments(r)
 
@@ -95,19 +107,69 @@ def _parser() -> argparse.ArgumentParser:
         description="Transcribe every utterance of a JSONL manifest and print corpus-level WER and CER.",
     )
     e.add_argument("manifest", help="JSONL manifest (audio_filepath, duration, text)")
-    e.add_argument("--model", required=True, help="checkpoint (training or exported)")
+    _model_argument(e)
     e.add_argument("--report", help="write one JSON line per utterance (reference, hypothesis, errors) here")
     e.add_argument("--device", default="cpu", help="torch device (default cpu)")
     _decoder_arguments(e)
 
     x = sub.add_parser(
         "export",
-        help="write a small inference-only checkpoint",
-        description="Strip optimiser and loop state from a training checkpoint.",
+        help="write a small inference-only model, as a checkpoint or as ONNX",
+        description="Strip optimiser and loop state from a training checkpoint. An OUTPUT ending in .onnx "
+        "is an ONNX model (the whole recogniser, front end included, its spec in the metadata) that "
+        "onnxruntime runs without torch.",
     )
-    x.add_argument("checkpoint", help="training checkpoint")
-    x.add_argument("output", help="where to write the exported model")
+    x.add_argument("checkpoint", help="training checkpoint or exported model")
+    x.add_argument("output", help="where to write the exported model (.pt, or .onnx)")
+
+    s = sub.add_parser(
+        "serve",
+        help="serve a model over HTTP: OpenAI-compatible API, our own API and a web page",
+        description="Serve one model on HTTP (FastAPI + uvicorn): POST /v1/audio/transcriptions "
+        "(OpenAI-compatible), POST /v1/asr/transcriptions (beam search, hotwords, n-best, timings), "
+        "GET /health, GET /v1/models, and a web page at /. Concurrent requests are batched.",
+    )
+    _model_argument(s)
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    s.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1/* (default: none)")
+    s.add_argument("--name", help="the model's name in /v1/models (default: its file name)")
+    s.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload (default 25)")
+    s.add_argument("--max-duration", type=float, default=3600.0, help="longest audio, seconds (default 3600)")
+    s.add_argument("--max-queue", type=int, default=64, help="requests waiting at most (default 64)")
+    s.add_argument("--batch-wait", type=float, default=0.05, help="seconds to gather a batch (default 0.05)")
+    s.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    s.add_argument("--lm", help="word n-gram LM for decoder=beam requests (ARPA or KenLM binary)")
+    s.add_argument("--lexicon", help="lexicon for decoder=beam requests (default with --lm: the LM's words)")
+    s.add_argument("--beam-size", type=int, default=50, help="beam size for decoder=beam (default 50)")
+    s.add_argument("--lm-weight", type=float, default=2.0, help="LM weight (default 2)")
+    s.add_argument("--word-score", type=float, default=0.0, help="word score (default 0)")
+
+    m = sub.add_parser(
+        "models",
+        help="list the model store, set its default, or add a model to it",
+        description="The per-user model store ($ASR_HOME, default ~/.cache/asr): recipes register the models "
+        "they train; --model takes a store name anywhere a path is accepted, and with no --model the "
+        "commands use $ASR_MODEL, else the default.",
+    )
+    m.add_argument("action", nargs="?", choices=("list", "default", "add"), default="list")
+    m.add_argument("name", nargs="?", help="model name (default, add)")
+    m.add_argument("path", nargs="?", help="model file (add)")
+
+    g = sub.add_parser("plot", help="plot training curves, or one file's alignment (needs asr[plot])")
+    g.add_argument("kind", choices=("curves", "align"))
+    g.add_argument("inputs", nargs="+", help="curves: experiment folders; align: one audio file")
+    g.add_argument("--out", required=True, help="PNG file to write")
+    g.add_argument("--model", help="align: model file or store name (default: $ASR_MODEL or the default)")
     return p
+
+
+def _model_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        help="model file (checkpoint, exported .pt) or the name of a model in the store; default $ASR_MODEL, "
+        "else the store's default (asr models)",
+    )
 
 
 def _hotword(value: str) -> tuple[str, float]:
@@ -149,7 +211,7 @@ def _decoder_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _decoder_config(args: argparse.Namespace) -> DecoderConfig:
-    from asr.decode import DecoderConfig
+    from asr.decoding import DecoderConfig
 
     return DecoderConfig(
         kind=args.decoder,
@@ -159,6 +221,7 @@ def _decoder_config(args: argparse.Namespace) -> DecoderConfig:
         lexicon_free=args.lexicon_free,
         lm_weight=args.lm_weight,
         word_score=args.word_score,
+        nbest=getattr(args, "nbest", 1),
         hotwords=tuple(args.hotword),
     )
 
@@ -170,145 +233,225 @@ def _progress_bar(args: argparse.Namespace, total: int) -> tqdm:
     return tqdm(total=total, unit="file", file=sys.stderr, disable=True if args.quiet else None)
 
 
-def _fail(message: str, code: int) -> int:
+def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
-    return code
-
-
-def _os_error(e: OSError) -> str:
-    """One line naming the file: "PATH: reason" (save_atomic's messages already name it)."""
-    from asr.errors import first_line
-
-    reason = e.strerror or first_line(e)
-    return f"{e.filename}: {reason}" if e.filename is not None else reason
 
 
 def _train(args: argparse.Namespace) -> int:
-    from asr.config import ConfigError, load_config
-    from asr.manifest import ManifestError
+    from asr.config import load_config
     from asr.train import train
 
-    try:
-        cfg = load_config(args.config, args.overrides)
-        print(f"best checkpoint: {train(cfg)}")
-    except ConfigError as e:
-        return _fail(str(e), EXIT_CONFIG)
-    except ManifestError as e:
-        return _fail(str(e), EXIT_MANIFEST)
-    except OSError as e:
-        return _fail(_os_error(e), EXIT_OUTPUT)
+    cfg = load_config(args.config, args.overrides)
+    print(f"best checkpoint: {train(cfg)}")
     return 0
 
 
-def _transcribe(args: argparse.Namespace) -> int:
-    from asr.checkpoint import CheckpointError, load_model
-    from asr.decode import DecoderError
-    from asr.inference import output_paths, transcribe_files
-    from asr.manifest import ManifestError, read_audio_paths
+def _render(r: Transcript, fmt: str, timed: bool, bare: bool) -> str:
+    """One transcript as the output format: ``bare`` txt is the text alone (one file, or a file per input)."""
     from asr.timing import format_transcript, transcript_dict
+
+    if fmt in ("srt", "vtt"):
+        return format_transcript(r.words or [], fmt)
+    if fmt == "json":
+        body = transcript_dict(r.words or []) if timed else {"text": r.text}
+        if r.nbest is not None and len(r.nbest) > 1:
+            body["nbest"] = [{"text": h.text, "score": round(h.score, 3)} for h in r.nbest]
+        return json.dumps({"audio_filepath": r.path, **body}, ensure_ascii=False) + "\n"
+    return f"{r.text}\n" if bare else f"{r.path}\t{r.text}\n"
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from asr.inference import Transcriber, output_paths
+    from asr.manifest import read_audio_paths
+    from asr.outputs import check_output_dir, refuse_overwrite, write_text_atomic
 
     fmt = "json" if args.json else args.format
     if args.timestamps and fmt == "txt":
-        return _fail("--timestamps needs --format json, srt or vtt", EXIT_USAGE)
-    if not 0 <= args.overlap < args.window:
-        return _fail(f"need 0 <= --overlap < --window, got {args.overlap} and {args.window}", EXIT_USAGE)
+        raise UsageError("--timestamps needs --format json, srt or vtt")
     timed = args.timestamps or fmt in ("srt", "vtt")
-    try:
-        paths = [*args.audio, *(read_audio_paths(args.manifest) if args.manifest else [])]
-        if not paths:
-            return _fail("give audio files or --manifest", EXIT_USAGE)
-        if fmt in ("srt", "vtt") and len(paths) > 1 and not args.output_dir:
-            return _fail(f"several files as {fmt} need --output-dir", EXIT_USAGE)
-        try:
-            outputs = output_paths(paths, args.output_dir, f".{fmt}") if args.output_dir else []
-        except ValueError as e:
-            return _fail(f"--output-dir: {e}", EXIT_USAGE)
-        decoder = _decoder_config(args)
-        model = load_model(args.model, args.device)
-        with _progress_bar(args, len(paths)) as bar:
-            results = transcribe_files(
-                model, paths, decoder, timed, args.window, args.overlap, args.processes, progress=bar.update
-            )
-    except DecoderError as e:
-        return _fail(str(e), EXIT_USAGE)
-    except CheckpointError as e:
-        return _fail(str(e), EXIT_CHECKPOINT)
-    except ManifestError as e:
-        return _fail(str(e), EXIT_MANIFEST)
-    code = 0
-    for i, r in enumerate(results):
-        if r.text is None:
-            code = _fail(r.error, EXIT_BAD_AUDIO)
+    paths = [*args.audio, *(read_audio_paths(args.manifest) if args.manifest else [])]
+    if not paths:
+        raise UsageError("give audio files or --manifest")
+    if fmt in ("srt", "vtt") and len(paths) > 1 and not args.output_dir:
+        raise UsageError(f"several files as {fmt} need --output-dir")
+    outputs = output_paths(paths, args.output_dir, f".{fmt}") if args.output_dir else []
+    inputs = [*paths, *[f for f in (args.model, args.manifest) if f]]
+    for out in outputs:
+        refuse_overwrite(out, inputs)
+    if args.output_dir:
+        check_output_dir(args.output_dir)
+    decoder = _decoder_config(args)
+    model = Transcriber.load(args.model, args.device)
+    stream = model.stream(
+        paths,
+        decoder,
+        timestamps=timed,
+        window_s=args.window,
+        overlap_s=args.overlap,
+        processes=args.processes,
+    )
+    unreadable, failed = 0, []
+    results: list[Transcript | None] = [None] * len(paths)
+    with _progress_bar(args, len(paths)) as bar:
+        for i, r in stream:
+            bar.update(1)
+            if outputs and r.text is not None:  # each file written as soon as it is ready
+                try:
+                    write_text_atomic(outputs[i], _render(r, fmt, timed, bare=True))
+                except AsrError as e:
+                    failed.append(str(e))
+            elif outputs:
+                unreadable += 1
+                _error(r.error or f"{r.path}: unreadable")
+            else:
+                results[i] = r
+    for r in results if not outputs else []:
+        if r is None or r.text is None:
+            unreadable += 1
+            _error(r.error if r is not None and r.error else "unreadable input")
             continue
-        if fmt in ("srt", "vtt"):
-            out = format_transcript(r.words, fmt)
-        elif fmt == "json":
-            body = transcript_dict(r.words) if timed else {"text": r.text}
-            out = json.dumps({"audio_filepath": r.path, **body}, ensure_ascii=False) + "\n"
-        elif len(paths) == 1 or args.output_dir:
-            out = r.text + "\n"
-        else:
-            out = f"{r.path}\t{r.text}\n"
-        if outputs:
-            try:
-                outputs[i].parent.mkdir(parents=True, exist_ok=True)
-                outputs[i].write_text(out, encoding="utf-8")
-            except OSError as e:
-                return _fail(_os_error(e), EXIT_OUTPUT)
-        else:
-            print(out, end="", flush=True)
-    return code
+        print(_render(r, fmt, timed, bare=len(paths) == 1), end="", flush=True)
+    for line in failed:
+        _error(line)
+    if failed:
+        _error(f"{len(failed)} of {len(paths)} transcript(s) could not be written; the others were")
+        return EXIT_OUTPUT
+    return EXIT_AUDIO if unreadable else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from asr.checkpoint import CheckpointError, load_model
-    from asr.decode import DecoderError
-    from asr.inference import evaluate_manifest
-    from asr.manifest import ManifestError, read_manifest
+    from asr.inference import Transcriber
+    from asr.manifest import read_manifest
+    from asr.metrics import format_rate
+    from asr.outputs import refuse_overwrite
 
-    try:
-        decoder = _decoder_config(args)
-        model = load_model(args.model, args.device)
-        utts = read_manifest(args.manifest)
-        with _progress_bar(args, len(utts)) as bar:
-            counts, skipped = evaluate_manifest(
-                model, utts, args.report, decoder, args.processes, progress=bar.update
-            )
-    except DecoderError as e:
-        return _fail(str(e), EXIT_USAGE)
-    except CheckpointError as e:
-        return _fail(str(e), EXIT_CHECKPOINT)
-    except ManifestError as e:
-        return _fail(str(e), EXIT_MANIFEST)
-    except OSError as e:
-        return _fail(_os_error(e), EXIT_OUTPUT)
+    if args.report:
+        refuse_overwrite(args.report, [f for f in (args.manifest, args.model) if f])
+    decoder = _decoder_config(args)
+    model = Transcriber.load(args.model, args.device)
+    utts = read_manifest(args.manifest)
+    if not utts:
+        raise DataError(f"{args.manifest}: no utterances to evaluate")
+    with _progress_bar(args, len(utts)) as bar:
+        counts, skipped = model.evaluate(utts, decoder, args.report, args.processes, progress=bar.update)
     print(
-        f"WER {100 * counts.wer:.2f}% ({counts.word_errors}/{counts.words})  "
-        f"CER {100 * counts.cer:.2f}% ({counts.char_errors}/{counts.chars})"
+        f"WER {format_rate(counts.wer)} ({counts.word_errors}/{counts.words})  "
+        f"CER {format_rate(counts.cer)} ({counts.char_errors}/{counts.chars})"
     )
     if skipped:
-        return _fail(f"{skipped} unreadable file(s) skipped", EXIT_BAD_AUDIO)
+        raise AudioFailure(f"{skipped} unreadable file(s) skipped (each named above)")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from asr.checkpoint import CheckpointError, export_model
+    from asr.checkpoint import export_model
 
-    try:
+    if args.output.lower().endswith(".onnx"):
+        from asr.checkpoint import load_recognizer
+        from asr.onnx_export import export_onnx
+        from asr.outputs import refuse_overwrite
+
+        refuse_overwrite(args.output, [args.checkpoint])
+        export_onnx(load_recognizer(args.checkpoint), args.output)
+    else:
         export_model(args.checkpoint, args.output)
-    except CheckpointError as e:
-        return _fail(str(e), EXIT_CHECKPOINT)
-    except OSError as e:
-        return _fail(_os_error(e), EXIT_OUTPUT)
     print(f"exported {args.output}")
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from asr.decoding import DecoderConfig
+    from asr.inference import Transcriber
+    from asr.serve.app import ServeSettings, create_app
+    from asr.serve.runner import serve
+    from asr.store import resolve
+
+    path = resolve(args.model)
+    beam = DecoderConfig(
+        "beam",
+        beam_size=args.beam_size,
+        lm=args.lm,
+        lexicon=args.lexicon,
+        lm_weight=args.lm_weight,
+        word_score=args.word_score,
+    )
+    settings = ServeSettings(
+        model_name=args.name or (args.model if args.model and not Path(args.model).exists() else path.stem),
+        api_key=args.api_key,
+        max_upload_mb=args.max_upload_mb,
+        max_duration_s=args.max_duration,
+        max_queue=args.max_queue,
+        max_wait_s=args.batch_wait,
+        beam=beam,
+    )
+    transcriber = Transcriber.load(path, args.device)
+    if args.lm:
+        from asr.decoding import DecodePool
+
+        with DecodePool(transcriber.tokenizer) as pool:
+            pool.prepare(beam)  # a bad LM or lexicon fails now, not at the first request
+    serve(create_app(transcriber, settings), args.host, args.port)
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from asr import store
+
+    if args.action == "default":
+        if not args.name:
+            raise UsageError("asr models default NAME")
+        store.set_default(args.name)
+        print(f"default model: {args.name}")
+        return 0
+    if args.action == "add":
+        if not (args.name and args.path):
+            raise UsageError("asr models add NAME PATH")
+        entry = store.register(args.path, args.name)
+        print(f"added {entry.name}: {entry.path}")
+        return 0
+    models, default = store.list_models(), store.default_name()
+    if not models:
+        print(f"no models in {store.home() / 'models'} (the offline demo registers one)")
+        return 0
+    print(f"{'':2}{'name':20} {'test WER':>8} {'size':>9}  {'date':19}  data")
+    for m in models:
+        wer = f"{m.test_wer:.2f}%" if m.test_wer is not None else "-"
+        mark = "* " if m.name == default else "  "
+        print(f"{mark}{m.name:20} {wer:>8} {m.size_bytes / 2**20:7.1f} MB  {m.created:19}  {m.data}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from asr.plot import plot_alignment, plot_curves
+
+    if args.kind == "curves":
+        out = plot_curves(args.inputs, args.out)
+    else:
+        from asr.inference import Transcriber
+
+        if len(args.inputs) != 1:
+            raise UsageError("asr plot align takes one audio file")
+        out = plot_alignment(Transcriber.load(args.model), args.inputs[0], args.out)
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: the command line) and run the subcommand; returns the exit code."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    commands = {"train": _train, "transcribe": _transcribe, "evaluate": _evaluate, "export": _export}
-    return commands[args.command](args)
+    commands = {
+        "train": _train,
+        "transcribe": _transcribe,
+        "evaluate": _evaluate,
+        "export": _export,
+        "serve": _serve,
+        "models": _models,
+        "plot": _plot,
+    }
+    return run_main(lambda: commands[args.command](args))
 
 
 if __name__ == "__main__":

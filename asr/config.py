@@ -6,15 +6,22 @@ type is an error that names the key.
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from asr.batching import MAX_BATCH_SECONDS
 from asr.errors import ConfigError, first_line
-from asr.spec import FeatureConfig, ModelConfig
+from asr.outputs import write_text_atomic
+from asr.spec import FeatureConfig, ModelConfig, check_features, check_model
+
 
 @dataclass
 class SpecAugmentConfig:
@@ -33,7 +40,7 @@ class DataConfig:
     train_manifest: str = ""
     val_manifest: str = ""
     test_manifest: str = ""
-    max_batch_seconds: float = 200.0  # padded audio seconds per batch (the bucketing sampler's budget)
+    max_batch_seconds: float = MAX_BATCH_SECONDS  # padded audio seconds per batch (the sampler's budget)
     min_duration: float = 0.1
     max_duration: float = 20.0
     num_workers: int = 2
@@ -46,6 +53,7 @@ class DataConfig:
     # Global mean/std file (JSON): loaded when it exists, else computed from the training data and written
     # there, so runs on the same data compute it once. Empty: computed per run, kept only in the checkpoint.
     cmvn_stats: str = ""
+    cmvn_max_utts: int = 2000  # training utterances sampled to compute the global mean/variance
 
 
 @dataclass
@@ -91,23 +99,66 @@ class Config:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Build a :class:`Config` from defaults, an optional YAML file and ``a.b=value`` overrides."""
+    """Build a :class:`Config` from defaults, an optional YAML file and ``a.b=value`` overrides.
+
+    Any problem (a missing or unreadable file, YAML syntax, an unknown key, a wrong type, an invalid value)
+    is a one-line :class:`ConfigError` naming the file or override and the key.
+    """
+    merged = OmegaConf.structured(Config)
+    if path is not None:
+        merged = _merge(merged, _read_yaml(Path(path)), str(path))
+    for override in overrides or []:
+        if "=" not in override:
+            raise ConfigError(f"override {override!r} is not of the form key=value")
+        try:
+            parsed = OmegaConf.from_dotlist([override])
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {override!r}: invalid YAML value ({_yaml_problem(e)})") from None
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"override {override!r}: {_describe(e)}") from None
+        merged = _merge(merged, parsed, f"override {override!r}")
     try:
-        merged = OmegaConf.structured(Config)
-        if path is not None:
-            if not Path(path).is_file():
-                raise ConfigError(f"{path}: config file not found")
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
-        if overrides:
-            bad = [o for o in overrides if "=" not in o]
-            if bad:
-                raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(overrides))
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         raise ConfigError(f"{path or 'config'}: {_describe(e)}") from None
     validate(cfg)
     return cfg
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        return OmegaConf.load(path)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({_yaml_problem(e)})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config ({e.strerror or first_line(e)})") from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{path}: {_describe(e)}") from None
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    return getattr(e, "problem", None) or first_line(e)
+
+
+def _merge(base: DictConfig, update: Any, source: str) -> DictConfig:
+    """``update`` merged over ``base`` one top-level section at a time, so that an error names its section."""
+    if not isinstance(update, DictConfig):
+        raise ConfigError(f"{source}: not a mapping of settings (a YAML {type(update).__name__})")
+    for key in update:
+        try:
+            base = OmegaConf.merge(base, OmegaConf.masked_copy(update, [key]))
+        except OmegaConfBaseException as e:
+            problem = _describe(e)
+            raise ConfigError(
+                f"{source}: {problem if str(key) in problem else f'{key}: {problem}'}"
+            ) from None
+    return base
 
 
 def _describe(e: OmegaConfBaseException) -> str:
@@ -116,20 +167,103 @@ def _describe(e: OmegaConfBaseException) -> str:
     return f"{key}: {message}" if key and key not in message else message
 
 
+PRECISIONS = (
+    "32-true",
+    "16-mixed",
+    "bf16-mixed",
+    "16-true",
+    "bf16-true",
+    "64-true",
+    "32",
+    "16",
+    "bf16",
+    "64",
+)
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu")
+_MAX_TIME = re.compile(r"^\d+:\d{1,2}:\d{1,2}:\d{1,2}$")
+
+
+def _finite(v: float) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _devices_ok(value: str) -> bool:
+    """Lightning's ``devices``: auto, a count (-1 for all) or a list of device indices."""
+    text = value.strip()
+    if text == "auto":
+        return True
+    items = [p.strip() for p in text.strip("[]").split(",") if p.strip()]
+    if not items or not all(re.fullmatch(r"-?\d+", p) for p in items):
+        return False
+    numbers = [int(p) for p in items]
+    if "," not in text and not text.startswith("["):
+        return numbers[0] == -1 or numbers[0] >= 1
+    return all(n >= 0 for n in numbers) and len(set(numbers)) == len(numbers)
+
+
+# (key, test of its value, what the value must be): every setting whose type alone does not make it valid
+_RULES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("exp_dir", lambda v: bool(v.strip()), "a folder path"),
+    ("seed", lambda v: 0 <= v < 2**32, "in [0, 2^32)"),
+    ("specaug.freq_masks", lambda v: v >= 0, ">= 0"),
+    ("specaug.freq_width", lambda v: v >= 0, ">= 0"),
+    ("specaug.time_masks", lambda v: v >= 0, ">= 0"),
+    ("specaug.time_width", lambda v: _finite(v) and 0 <= v <= 1, "a fraction in [0, 1]"),
+    ("specaug.time_max_frames", lambda v: v >= 0, ">= 0"),
+    ("specaug.start_step", lambda v: v >= 0, ">= 0"),
+    ("data.max_batch_seconds", lambda v: _finite(v) and v > 0, "a number of seconds > 0"),
+    ("data.min_duration", lambda v: _finite(v) and v >= 0, "a number of seconds >= 0"),
+    ("data.max_duration", lambda v: v > 0, "a number of seconds > 0"),
+    ("data.num_workers", lambda v: v >= 0, ">= 0"),
+    ("data.cmvn_max_utts", lambda v: v >= 1, ">= 1"),
+    ("data.vocabulary", lambda v: v in ("english", "from_data"), "english or from_data"),
+    ("data.speed_perturb", lambda v: all(_finite(f) and 0.5 <= f <= 2.0 for f in v), "factors in [0.5, 2]"),
+    ("optim.lr", lambda v: _finite(v) and v > 0, "a learning rate > 0"),
+    ("optim.weight_decay", lambda v: _finite(v) and v >= 0, ">= 0"),
+    ("optim.betas", lambda v: all(_finite(b) and 0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    ("optim.warmup_steps", lambda v: v >= 0, ">= 0"),
+    ("optim.final_lr_ratio", lambda v: _finite(v) and 0 <= v <= 1, "a ratio in [0, 1]"),
+    ("optim.grad_clip", lambda v: _finite(v) and v > 0, "a gradient norm > 0"),
+    ("trainer.max_epochs", lambda v: v == -1 or v >= 1, ">= 1 (or -1: no limit, with trainer.max_steps)"),
+    ("trainer.max_steps", lambda v: v == -1 or v >= 1, ">= 1 (or -1: no limit)"),
+    ("trainer.max_time", lambda v: not v or bool(_MAX_TIME.match(v)), "empty or DD:HH:MM:SS"),
+    ("trainer.precision", lambda v: v in PRECISIONS, "one of " + ", ".join(PRECISIONS)),
+    ("trainer.accelerator", lambda v: v in ACCELERATORS, "one of " + ", ".join(ACCELERATORS)),
+    ("trainer.devices", _devices_ok, "auto, a count >= 1 (-1: all) or a list of device indices like 0,1"),
+    ("trainer.num_nodes", lambda v: v >= 1, ">= 1"),
+    ("trainer.accumulate_grad_batches", lambda v: v >= 1, ">= 1"),
+    ("trainer.checkpoint_every_n_steps", lambda v: v >= 0, ">= 0 (0: off)"),
+    ("trainer.keep_last", lambda v: v >= 0, ">= 0"),
+    ("trainer.keep_best", lambda v: v >= 1, ">= 1"),
+    ("trainer.val_every_n_epochs", lambda v: v >= 1, ">= 1"),
+    ("trainer.log_every_n_steps", lambda v: v >= 1, ">= 1"),
+    ("trainer.threads", lambda v: v >= 0, ">= 0 (0: torch's default)"),
+]
+
+
+def _value(cfg: Config, key: str) -> Any:
+    value: Any = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
 def validate(cfg: Config) -> None:
-    """Check values that types alone cannot."""
-    if cfg.model.rnn_type not in ("lstm", "gru", "rnn"):
-        raise ConfigError(f"model.rnn_type must be lstm, gru or rnn, got {cfg.model.rnn_type!r}")
-    if cfg.model.subsampling not in (4, 8):
-        raise ConfigError(f"model.subsampling must be 4 or 8, got {cfg.model.subsampling}")
-    if cfg.data.vocabulary not in ("english", "from_data"):
-        raise ConfigError(f"data.vocabulary must be english or from_data, got {cfg.data.vocabulary!r}")
+    """Check every value that its type alone does not make valid; :class:`ConfigError` names the key."""
+    for key, ok, must in _RULES:
+        value = _value(cfg, key)
+        if not ok(value):
+            shown = list(value) if isinstance(value, (list, tuple)) else value
+            raise ConfigError(f"{key}={shown!r} is invalid: must be {must}")
+    check_features(cfg.features)
+    check_model(cfg.model, cfg.features.n_mels)
     if cfg.data.min_duration >= cfg.data.max_duration:
-        raise ConfigError("data.min_duration must be below data.max_duration")
-    if any(not 0.5 <= f <= 2.0 for f in cfg.data.speed_perturb):
-        raise ConfigError(f"data.speed_perturb factors must lie in [0.5, 2], got {cfg.data.speed_perturb}")
-    if cfg.trainer.checkpoint_every_n_steps < 0 or cfg.trainer.keep_last < 0 or cfg.trainer.keep_best < 1:
-        raise ConfigError("need trainer.checkpoint_every_n_steps >= 0, keep_last >= 0 and keep_best >= 1")
+        d = cfg.data
+        raise ConfigError(
+            f"data.min_duration={d.min_duration!r} must be below data.max_duration={d.max_duration!r}"
+        )
+    if cfg.trainer.max_epochs == -1 and cfg.trainer.max_steps == -1:
+        raise ConfigError("trainer.max_epochs=-1 and trainer.max_steps=-1: training would never end; set one")
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
@@ -148,6 +282,5 @@ def from_dict(d: dict[str, Any]) -> Config:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    """Write the resolved config as YAML (atomically: :class:`~asr.errors.OutputError` naming the file)."""
+    write_text_atomic(path, OmegaConf.to_yaml(OmegaConf.structured(cfg)))

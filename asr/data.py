@@ -15,10 +15,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from asr.audio import AudioError, load_audio
+from asr.batching import pack_sorted, zero_pad
 from asr.config import DataConfig
-from asr.errors import first_line
+from asr.errors import DataError, first_line
 from asr.manifest import Utterance, read_manifest
-from asr.text import CharTokenizer, TokenizerError
+from asr.text import Tokenizer, TokenizerError, ctc_min_frames
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +62,9 @@ class Item:
     speed: float = 1.0
 
 
-def ctc_min_frames(tokens: Sequence[int]) -> int:
-    """Fewest output frames CTC needs for a label: one per token plus a blank between repeats."""
-    repeats = sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
-    return len(tokens) + repeats
-
-
 def select_utterances(
     utts: Sequence[Utterance],
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     output_frames: Callable[[float], int],
     min_duration: float = 0.0,
     max_duration: float = math.inf,
@@ -77,7 +72,8 @@ def select_utterances(
 ) -> list[tuple[Utterance, list[int]]]:
     """Keep the utterances that can be trained on, logging a count for each reason one is dropped.
 
-    ``output_frames(duration)`` is the model's output frame count for that much audio.
+    ``output_frames(duration)`` is the model's output frame count for that much audio. :class:`DataError`,
+    with the count per reason, when none is left.
     """
     kept, short, long, unknown, unfit = [], 0, 0, 0, 0
     for utt in utts:
@@ -108,6 +104,11 @@ def select_utterances(
         if n:
             log.warning("%s: dropped %d utterance(s) %s", source, n, reason)
     log.info("%s: %d of %d utterances kept", source, len(kept), len(utts))
+    if not kept:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in dropped.items() if n)
+        raise DataError(
+            f"{source}: no usable utterances" + (f" (of {len(utts)}: {reasons})" if reasons else "")
+        )
     return kept
 
 
@@ -154,11 +155,8 @@ def collate(items: Sequence[Item | None]) -> Batch:
         return Batch(torch.zeros(0, 0), empty, torch.zeros(0, 1, dtype=torch.long), empty, [], [], skipped)
     wave_lens = torch.tensor([it.wave.numel() for it in items], dtype=torch.long)
     target_lens = torch.tensor([len(it.tokens) for it in items], dtype=torch.long)
-    waves = torch.zeros(len(items), int(wave_lens.max()))
-    targets = torch.zeros(len(items), max(1, int(target_lens.max())), dtype=torch.long)
-    for i, it in enumerate(items):
-        waves[i, : it.wave.numel()] = it.wave
-        targets[i, : len(it.tokens)] = torch.tensor(it.tokens, dtype=torch.long)
+    waves = zero_pad([it.wave for it in items])
+    targets = zero_pad([torch.tensor(it.tokens, dtype=torch.long) for it in items], width=1)
     ids, texts = [it.id for it in items], [it.text for it in items]
     return Batch(waves, wave_lens, targets, target_lens, ids, texts, skipped, items[0].speed)
 
@@ -200,23 +198,8 @@ class DurationBatchSampler(Sampler[list]):
         self.sorted_first_epoch, self.pad_to_replicas = sorted_first_epoch, pad_to_replicas
         self.speeds = list(speeds)
         slowest = min(self.speeds, default=1.0)
-        self.batches = self._make_batches([d / slowest for d in durations], max_batch_seconds)
+        self.batches = pack_sorted([d / slowest for d in durations], max_batch_seconds)
         self.start = 0  # batches of this epoch to skip at the next iteration (set when resuming)
-
-    @staticmethod
-    def _make_batches(durations: Sequence[float], budget: float) -> list[list[int]]:
-        order = sorted(range(len(durations)), key=lambda i: durations[i])
-        batches, current, longest = [], [], 0.0
-        for i in order:
-            d = durations[i]
-            if current and max(longest, d) * (len(current) + 1) > budget:
-                batches.append(current)
-                current, longest = [], 0.0
-            current.append(i)
-            longest = max(longest, d)
-        if current:
-            batches.append(current)
-        return batches
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -266,7 +249,7 @@ class AsrDataModule(pl.LightningDataModule):
     """Train/val/test loaders from the manifests named in :class:`DataConfig`."""
 
     def __init__(
-        self, cfg: DataConfig, tokenizer: CharTokenizer, output_frames: Callable[[float], int], seed: int = 0
+        self, cfg: DataConfig, tokenizer: Tokenizer, output_frames: Callable[[float], int], seed: int = 0
     ) -> None:
         super().__init__()
         self.cfg, self.tokenizer, self.output_frames, self.seed = cfg, tokenizer, output_frames, seed
@@ -279,11 +262,9 @@ class AsrDataModule(pl.LightningDataModule):
         if split not in self.datasets:
             path = getattr(self.cfg, f"{split}_manifest")
             if not path:
-                raise ValueError(f"data.{split}_manifest is not set")
+                raise DataError(f"data.{split}_manifest is not set")
             lo, hi = (self.cfg.min_duration, self.cfg.max_duration) if split == "train" else (0.0, math.inf)
             entries = select_utterances(read_manifest(path), self.tokenizer, self.output_frames, lo, hi, path)
-            if not entries:
-                raise ValueError(f"{path}: no usable utterances")
             self.datasets[split] = AsrDataset(entries)
         return self.datasets[split]
 

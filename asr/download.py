@@ -17,16 +17,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from asr.errors import DataError
+
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60.0  # a mirror that sends nothing for this long is given up
 USER_AGENT = "asr-toolkit/1 (python urllib)"  # some servers refuse urllib's default agent
 
 
-class DownloadError(RuntimeError):
+class DownloadError(DataError):
     """A file that no mirror delivered intact; the message names the file, each URL and what went wrong."""
 
 
-class ExtractError(RuntimeError):
+class ExtractError(DataError):
     """An archive that is unreadable or holds an unsafe member; the message names the archive and member."""
 
 

@@ -23,6 +23,7 @@ import errno
 import os
 import sys
 from collections.abc import Callable
+from typing import TextIO
 
 EXIT_OK = 0
 EXIT_AUDIO = 1
@@ -79,9 +80,13 @@ class DataError(AsrError, ValueError):
 
 
 class OutputError(AsrError, OSError):
-    """An output that cannot or must not be written."""
+    """An output that cannot or must not be written; ``errno`` is the system's reason when there is one."""
 
     exit_code = EXIT_OUTPUT
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
 
 
 def os_error_line(e: OSError) -> str:
@@ -110,34 +115,50 @@ def message(e: BaseException) -> str:
     return first_line(e)
 
 
-def _flush_stdout() -> int | None:
-    """Flush stdout; on a full disk or closed pipe say so and give the exit code."""
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        return EXIT_OK  # the reader went away (``| head``): not an error of ours
-    except OSError as e:
-        reason = e.strerror or errno.errorcode.get(e.errno or 0, "write failed")
-        print(f"error: standard output: {reason}", file=sys.stderr)
-        return EXIT_OUTPUT
-    return None
+class _Stdout:
+    """Standard output whose write errors (a full disk, an I/O error) say they are standard output's."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def _guard(self, call: Callable[[], int | None]) -> int | None:
+        try:
+            return call()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            reason = e.strerror or errno.errorcode.get(e.errno or 0, "write failed")
+            raise OutputError(f"standard output: {reason}") from None
+
+    def write(self, text: str) -> int | None:
+        return self._guard(lambda: self.stream.write(text))
+
+    def flush(self) -> None:
+        self._guard(self.stream.flush)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.stream, name)
 
 
 def run_main(main: Callable[[], int | None]) -> int:
     """Run an entry point: its return code, or the code and one-line message of the error that ended it.
 
-    Errors that are not the user's (a bug) keep their traceback. Writing to a full or closed standard output
-    is exit 6 (a closed pipe is 0).
+    Errors that are not the user's (a bug) keep their traceback. Writing to a full standard output is exit 6;
+    a reader that goes away (``| head``) is not an error.
     """
+    real = sys.stdout
+    sys.stdout = _Stdout(real)
     try:
         code = main() or EXIT_OK
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = EXIT_OK
+        sys.stdout = real = open(os.devnull, "w")  # noqa: SIM115 - the interpreter flushes stdout at exit
     except (AsrError, OSError, KeyboardInterrupt) as e:
-        if isinstance(e, BrokenPipeError):
-            return EXIT_OK
         code = exit_code(e)
         print(f"error: {message(e)}", file=sys.stderr)
-    flushed = _flush_stdout()
-    if flushed is not None:
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the interpreter flushes stdout again at exit
-        return flushed if code == EXIT_OK else code
+        if isinstance(e, OutputError) and str(e).startswith("standard output"):
+            real = open(os.devnull, "w")  # noqa: SIM115 - what is left in its buffer cannot be written
+    finally:
+        sys.stdout = real
     return code

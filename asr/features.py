@@ -14,17 +14,9 @@ from torch import Tensor, nn
 
 from asr.audio import SAMPLE_RATE
 from asr.config import SpecAugmentConfig
-from asr.spec import FeatureConfig
+from asr.spec import FeatureConfig, hop_samples, window_samples
 
 LOG_FLOOR = 1e-6
-
-
-def window_samples(cfg: FeatureConfig) -> int:
-    return round(SAMPLE_RATE * cfg.win_ms / 1000)
-
-
-def hop_samples(cfg: FeatureConfig) -> int:
-    return round(SAMPLE_RATE * cfg.hop_ms / 1000)
 
 
 def num_frames(num_samples: Tensor | int, cfg: FeatureConfig) -> Tensor | int:

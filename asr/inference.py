@@ -1,10 +1,17 @@
-"""Transcribing many audio files, and evaluating a manifest, with a loaded :class:`Recognizer`.
+"""The one inference API: load a model once, then transcribe, or evaluate on a manifest.
 
-Every file's duration is read from its header first. Files up to ``window_s`` seconds are sorted by length
-and run through the model in batches of similar length, while a reader thread loads the next chunk of files;
-longer files go through :func:`asr.longform.transcribe_long` one at a time, in overlapping windows, so memory
-stays bounded whatever the lengths. Both paths decode with the same :class:`asr.decode.DecodePool` and time
-words with the same forced alignment (:func:`asr.timing.timed_hypotheses`).
+:class:`Transcriber` is what the ``asr`` command, the recipes, LM tuning and a server call (``asr.load_model``
+returns one)::
+
+    model = asr.load_model("exp/an4/model.pt")
+    model.transcribe(["a.wav", wave], DecoderConfig("beam", lm="lm.arpa", nbest=5), timestamps=True)
+
+Inputs are audio paths or 16 kHz mono float32 waveforms. Each path's duration is read from its header first;
+inputs up to ``window_s`` seconds are sorted by length and run through the model in batches of similar length
+(:func:`asr.batching.pack_sorted`), while a reader thread loads the next chunk of files; longer ones are run
+one at a time in overlapping windows (:mod:`asr.longform`), so memory stays bounded whatever the length.
+Greedy search decodes each batch where it was computed (no copy to NumPy); beam search runs over a
+:class:`asr.decoding.DecodePool`. Words are timed by forced alignment (:func:`asr.timing.align_words`).
 """
 
 from __future__ import annotations
@@ -13,103 +20,358 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import Tensor
 
-from asr.audio import AudioError, audio_duration, load_audio
-from asr.decode import DecodePool, DecoderConfig
-from asr.longform import OVERLAP_S, WINDOW_S, check_windows, transcribe_long
+from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio, stream_audio
+from asr.batching import MAX_BATCH_SECONDS
+from asr.checkpoint import load_recognizer
+from asr.decoding import DecodePool, DecoderConfig, Emission, Hypothesis
+from asr.decoding.greedy import greedy_hypotheses
+from asr.errors import AudioFailure, DataError, UsageError, first_line
+from asr.longform import OVERLAP_S, WINDOW_S, WINDOWS_PER_BATCH, Window, owned_words, window_plan, windows
 from asr.manifest import Utterance, read_manifest
 from asr.metrics import ErrorCounts, score, write_report
+from asr.outputs import refuse_overwrite
 from asr.recognizer import Recognizer
-from asr.timing import Word, frame_seconds, timed_hypotheses
+from asr.spec import ModelSpec
+from asr.store import resolve
+from asr.text import Tokenizer
+from asr.timing import Word, align_words
 
 log = logging.getLogger(__name__)
+
+READ_CHUNK = 64  # files read ahead together by the reader thread
+Input = str | Path | np.ndarray
 
 
 @dataclass
 class Transcript:
-    path: str
-    text: str | None  # None when the file could not be read
-    error: str | None = None
-    words: list[Word] | None = None  # with timestamps=True
+    """The result for one input."""
+
+    path: str  # the input's path, printable (undecodable bytes as \\xNN), or "<waveform i>"
+    text: str | None  # None when the input could not be read
+    error: str | None = None  # one line, when it could not
+    words: list[Word] | None = None  # timed words, with timestamps=True
+    nbest: list[Hypothesis] | None = None  # the decoder's hypotheses, best first; None for windowed inputs
 
 
-def _load(path: str) -> np.ndarray | AudioError:
+@dataclass
+class Emitted:
+    """A manifest's readable utterances run through the model once, to be decoded and scored many times."""
+
+    utterances: list[Utterance]
+    emissions: list[Emission]
+    skipped: list[str] = field(default_factory=list)  # one line per unreadable file
+
+
+def printable(path: str | Path) -> str:
+    """A path as text that can always be printed: bytes that are not UTF-8 become ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The torch device named; :class:`UsageError` for a name torch does not know or a device not here."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError(f"device {device!r}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(f"device {device!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= count:
+            raise UsageError(f"device {device!r}: this machine has {count} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"device {device!r}: MPS is not available on this machine")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"device {device!r}: only cpu, cuda and mps are supported")
+    return dev
+
+
+def _load(path: str) -> np.ndarray | str:
+    """The waveform, or the one-line reason it cannot be read."""
     try:
         return load_audio(path)
-    except AudioError as e:
-        return e
+    except (AudioError, UnicodeError, ValueError) as e:
+        return _unreadable(path, e)
 
 
-def _prefetched(paths: Sequence[str], chunks: list[list[int]]) -> Iterator[tuple[list[int], list]]:
-    """(chunk, its loaded waveforms or errors), the next chunk read in a thread while this one is used."""
+def _unreadable(path: str, e: Exception) -> str:
+    if isinstance(e, AudioError):
+        return f"{printable(path)}: {e.problem}"
+    return f"{printable(path)}: cannot read the file ({first_line(e)})"
+
+
+def _check_wave(wave: np.ndarray) -> str | None:
+    """Why a waveform given in memory cannot be transcribed, or None."""
+    if wave.ndim != 1:
+        return f"expected a mono waveform (one dimension), got shape {wave.shape}"
+    if not len(wave):
+        return "no samples"
+    if not np.isfinite(wave).all():
+        return "contains NaN or infinite samples"
+    return None
+
+
+class Transcriber:
+    """A loaded model: transcribe paths or waveforms, or evaluate on a manifest."""
+
+    def __init__(self, recognizer: Recognizer, max_batch_seconds: float = MAX_BATCH_SECONDS) -> None:
+        self.recognizer = recognizer.eval()
+        self.spec: ModelSpec = recognizer.spec
+        self.tokenizer: Tokenizer = recognizer.tokenizer
+        self.max_batch_seconds = max_batch_seconds
+
+    @classmethod
+    def load(cls, model: str | Path | None = None, device: str | torch.device = "cpu") -> Transcriber:
+        """Load a model onto ``device``: a model file (exported or a training checkpoint), the name of a model
+        in the store, or with None ``$ASR_MODEL`` or the store's default (:func:`asr.store.resolve`)."""
+        return cls(load_recognizer(resolve(model), resolve_device(device)))
+
+    @torch.inference_mode()
+    def emissions(self, waves: Sequence[np.ndarray]) -> list[Emission]:
+        """Each waveform's (T', V) float32 log-probabilities on the CPU and T' (for beam search, scoring)."""
+        out: list[Emission] = [(np.empty((0, self.tokenizer.vocab_size), np.float32), 0)] * len(waves)
+        for idx, log_probs, out_lens in self.recognizer.batches(waves, self.max_batch_seconds):
+            for i, emission in zip(idx, self._to_numpy(log_probs, out_lens)):
+                out[i] = emission
+        return out
+
+    @staticmethod
+    def _to_numpy(log_probs: Tensor, lens: Tensor) -> list[Emission]:
+        log_probs, n = log_probs.float().cpu().numpy(), lens.tolist()
+        return [(np.ascontiguousarray(log_probs[row, : n[row]]), n[row]) for row in range(len(n))]
+
+    def _decode(
+        self, log_probs: Tensor, lens: Tensor, decoder: DecoderConfig, pool: DecodePool, timestamps: bool
+    ) -> list[tuple[list[Hypothesis], list[Word] | None]]:
+        """Hypotheses (and timed words) of a batch of log_probs (B, T', V), lens (B,)."""
+        if decoder.kind == "greedy":
+            hyps = greedy_hypotheses(self.tokenizer, log_probs, lens)
+            rows = [log_probs[r, :n] for r, n in enumerate(lens.tolist())] if timestamps else []
+        else:
+            emissions = self._to_numpy(log_probs, lens)
+            hyps = pool.decode(decoder, emissions)
+            rows = [torch.from_numpy(lp) for lp, _ in emissions] if timestamps else []
+        if not timestamps:
+            return [(h, None) for h in hyps]
+        frame_s = self.recognizer.frame_seconds
+        return [
+            (h, align_words(row, h[0].tokens if h else [], self.tokenizer, frame_s))
+            for row, h in zip(rows, hyps)
+        ]
+
+    @torch.inference_mode()
+    def align(self, wave: np.ndarray, text: str) -> list[Word]:
+        """Timed words of a known ``text`` in one waveform, by forced alignment. Raises
+        :class:`asr.text.TokenizerError` for text the tokenizer cannot represent and ValueError for text too
+        long for the audio."""
+        log_probs, lens = self.recognizer(*self.recognizer.pad([wave]))
+        ids = self.tokenizer.encode(text)
+        return align_words(log_probs[0, : int(lens[0])], ids, self.tokenizer, self.recognizer.frame_seconds)
+
+    def transcribe(
+        self,
+        inputs: Sequence[Input],
+        decoder: DecoderConfig | None = None,
+        *,
+        timestamps: bool = False,
+        window_s: float = WINDOW_S,
+        overlap_s: float = OVERLAP_S,
+        processes: int = 1,
+        progress: Callable[[int], object] | None = None,
+    ) -> list[Transcript]:
+        """Transcripts of audio paths or waveforms, in order; an unreadable input gets its one-line error.
+
+        ``decoder`` defaults to greedy; beam search runs over ``processes`` worker processes. With
+        ``timestamps`` each transcript carries its timed words. Inputs longer than ``window_s`` are read and
+        decoded in windows overlapping by ``overlap_s`` (:mod:`asr.longform`). ``progress`` is called with
+        the number of inputs finished, as they finish. Raises :class:`UsageError` for windows that make no
+        sense and :class:`asr.decoding.DecoderError` for a decoder that cannot be built, before any audio is
+        read.
+        """
+        out: list[Transcript | None] = [None] * len(inputs)
+        for i, transcript in self.stream(
+            inputs,
+            decoder,
+            timestamps=timestamps,
+            window_s=window_s,
+            overlap_s=overlap_s,
+            processes=processes,
+        ):
+            out[i] = transcript
+            if progress is not None:
+                progress(1)
+        return out  # type: ignore[return-value]  # every index is filled
+
+    def stream(
+        self,
+        inputs: Sequence[Input],
+        decoder: DecoderConfig | None = None,
+        *,
+        timestamps: bool = False,
+        window_s: float = WINDOW_S,
+        overlap_s: float = OVERLAP_S,
+        processes: int = 1,
+    ) -> Iterator[tuple[int, Transcript]]:
+        """:meth:`transcribe`'s results as each is ready: (index into ``inputs``, transcript), the unreadable
+        first, then the others by length."""
+        window, hop = window_plan(window_s, overlap_s, self.recognizer.min_samples)
+        decoder = decoder or DecoderConfig()
+        with DecodePool(self.tokenizer, processes) as pool:
+            pool.prepare(decoder)
+            names: list[str] = []
+            lengths: dict[int, int] = {}  # samples (estimated from the header for paths)
+            for i, item in enumerate(inputs):
+                if isinstance(item, np.ndarray):
+                    names.append(f"<waveform {i}>")
+                    problem = _check_wave(item)
+                    if problem is None:
+                        lengths[i] = len(item)
+                    else:
+                        yield i, Transcript(names[i], None, f"{names[i]}: {problem}")
+                    continue
+                names.append(printable(item))
+                try:
+                    lengths[i] = int(round(audio_duration(item) * SAMPLE_RATE))
+                except (AudioError, UnicodeError, ValueError) as e:
+                    yield i, Transcript(names[i], None, _unreadable(item, e))
+            short = sorted((i for i, n in lengths.items() if n <= window), key=lengths.__getitem__)
+            chunks = [short[k : k + READ_CHUNK] for k in range(0, len(short), READ_CHUNK)]
+            for chunk, loaded in _prefetched(inputs, chunks):
+                good = [(i, w) for i, w in zip(chunk, loaded) if not isinstance(w, str)]
+                for i, w in zip(chunk, loaded):
+                    if isinstance(w, str):
+                        yield i, Transcript(names[i], None, w)
+                yield from self._short(good, names, decoder, pool, timestamps)
+            for i in (i for i, n in lengths.items() if n > window):
+                yield i, self._long(inputs[i], names[i], window, hop, decoder, pool)
+
+    @torch.inference_mode()
+    def _short(
+        self,
+        good: list[tuple[int, np.ndarray]],
+        names: list[str],
+        decoder: DecoderConfig,
+        pool: DecodePool,
+        timestamps: bool,
+    ) -> Iterator[tuple[int, Transcript]]:
+        for idx, log_probs, lens in self.recognizer.batches([w for _, w in good], self.max_batch_seconds):
+            for k, (hyps, words) in zip(idx, self._decode(log_probs, lens, decoder, pool, timestamps)):
+                i = good[k][0]
+                yield i, Transcript(names[i], hyps[0].text if hyps else "", words=words, nbest=hyps)
+
+    @torch.inference_mode()
+    def _long(
+        self, item: Input, name: str, window: int, hop: int, decoder: DecoderConfig, pool: DecodePool
+    ) -> Transcript:
+        """One input longer than a window, in overlapping windows; its words are always timed."""
+        overlap = (window - hop) / SAMPLE_RATE
+        words: list[Word] = []
+        batch: list[Window] = []
+        try:
+            pieces = [item] if isinstance(item, np.ndarray) else stream_audio(item)
+            for w in windows(pieces, window, hop):
+                batch.append(w)
+                if len(batch) == WINDOWS_PER_BATCH or w[2]:
+                    log_probs, lens = self.recognizer(*self.recognizer.pad([wave for _, wave, _ in batch]))
+                    timed = [ws or [] for _, ws in self._decode(log_probs, lens, decoder, pool, True)]
+                    words += owned_words(batch, timed, overlap)
+                    batch = []
+        except (AudioError, UnicodeError, ValueError) as e:
+            return Transcript(name, None, _unreadable(str(item), e))
+        return Transcript(name, " ".join(w.text for w in words), words=words)
+
+    def emit(
+        self, manifest: str | Path | Sequence[Utterance], progress: Callable[[int], object] | None = None
+    ) -> Emitted:
+        """Run the model once over a manifest (its path, or its utterances already read), each utterance
+        whole; unreadable files are skipped with their one-line errors. :class:`DataError` for a manifest
+        with no utterances."""
+        utts = read_manifest(manifest) if isinstance(manifest, (str, Path)) else list(manifest)
+        if not utts:
+            raise DataError(f"{manifest if isinstance(manifest, (str, Path)) else 'manifest'}: no utterances")
+        paths = [u.audio_filepath for u in utts]
+        emitted = Emitted([], [])
+        chunks = [list(range(k, min(k + READ_CHUNK, len(utts)))) for k in range(0, len(utts), READ_CHUNK)]
+        for chunk, loaded in _prefetched(paths, chunks):
+            good = [(i, w) for i, w in zip(chunk, loaded) if not isinstance(w, str)]
+            emitted.skipped += [w for w in loaded if isinstance(w, str)]
+            emitted.utterances += [utts[i] for i, _ in good]
+            emitted.emissions += self.emissions([w for _, w in good])
+            if progress is not None:
+                progress(len(chunk))
+        return emitted
+
+    def score(
+        self,
+        emitted: Emitted,
+        decoder: DecoderConfig | None = None,
+        report: str | Path | None = None,
+        processes: int = 1,
+    ) -> ErrorCounts:
+        """Decode emitted utterances and score them: corpus WER/CER counts. ``report`` gets one JSON line per
+        utterance (reference, hypothesis, errors)."""
+        with DecodePool(self.tokenizer, processes) as pool:
+            return self._score(emitted, decoder or DecoderConfig(), report, pool)
+
+    def _score(
+        self, emitted: Emitted, decoder: DecoderConfig, report: str | Path | None, pool: DecodePool
+    ) -> ErrorCounts:
+        if not emitted.utterances:
+            raise DataError("no utterances to score")
+        hyps = [h[0].text if h else "" for h in pool.decode(decoder, emitted.emissions)]
+        refs = [u.text for u in emitted.utterances]
+        total, per_utt = score(refs, hyps)
+        if report is not None:
+            write_report(report, [u.id for u in emitted.utterances], refs, hyps, per_utt)
+        return total
+
+    def evaluate(
+        self,
+        manifest: str | Path | Sequence[Utterance],
+        decoder: DecoderConfig | None = None,
+        report: str | Path | None = None,
+        processes: int = 1,
+        progress: Callable[[int], object] | None = None,
+    ) -> tuple[ErrorCounts, int]:
+        """Corpus WER/CER counts over a manifest and the number of unreadable files skipped (each logged).
+
+        Refused before any work: a ``report`` that would replace the manifest (:class:`OutputError`), a
+        decoder that cannot be built. :class:`DataError` for an empty manifest, :class:`AudioFailure` when
+        no file can be read.
+        """
+        if report is not None and isinstance(manifest, (str, Path)):
+            refuse_overwrite(report, [manifest])
+        decoder = decoder or DecoderConfig()
+        with DecodePool(self.tokenizer, processes) as pool:
+            pool.prepare(decoder)
+            emitted = self.emit(manifest, progress)
+            for line in emitted.skipped:
+                log.warning("skipped: %s", line)
+            if not emitted.utterances:
+                raise AudioFailure(f"none of the {len(emitted.skipped)} audio files could be read")
+            return self._score(emitted, decoder, report, pool), len(emitted.skipped)
+
+
+def _prefetched(inputs: Sequence[Input], chunks: list[list[int]]) -> Iterator[tuple[list[int], list]]:
+    """(chunk, its waveforms or one-line errors), the next chunk read in a thread while this one is used."""
+
+    def read(chunk: list[int]) -> list[np.ndarray | str]:
+        return [inputs[i] if isinstance(inputs[i], np.ndarray) else _load(str(inputs[i])) for i in chunk]
+
     with ThreadPoolExecutor(max_workers=1) as reader:
-        future = reader.submit(lambda c=chunks[0]: [_load(paths[i]) for i in c]) if chunks else None
+        future = reader.submit(read, chunks[0]) if chunks else None
         for k, chunk in enumerate(chunks):
             loaded = future.result()
             if k + 1 < len(chunks):
-                future = reader.submit(lambda c=chunks[k + 1]: [_load(paths[i]) for i in c])
+                future = reader.submit(read, chunks[k + 1])
             yield chunk, loaded
-
-
-def transcribe_files(
-    model: Recognizer,
-    paths: Sequence[str | Path],
-    decoder: DecoderConfig | None = None,
-    timestamps: bool = False,
-    window_s: float = WINDOW_S,
-    overlap_s: float = OVERLAP_S,
-    processes: int = 1,
-    chunk: int = 64,
-    max_batch_seconds: float = 200.0,
-    progress: Callable[[int], object] | None = None,
-) -> list[Transcript]:
-    """Transcripts of audio files, in order; an unreadable file gets its one-line error instead.
-
-    ``decoder`` defaults to greedy; beam search runs over ``processes`` worker processes. With
-    ``timestamps`` each transcript carries its timed words. Files longer than ``window_s`` are read and
-    decoded in windows overlapping by ``overlap_s`` (see :mod:`asr.longform`). ``progress`` is called with
-    the number of files finished, as they finish.
-    """
-    check_windows(window_s, overlap_s)
-    decoder = decoder or DecoderConfig()
-    paths = [str(p) for p in paths]
-    out: dict[int, Transcript] = {}
-    durations: dict[int, float] = {}
-    for i, path in enumerate(paths):
-        try:
-            durations[i] = audio_duration(path)
-        except AudioError as e:
-            out[i] = Transcript(path, None, str(e))
-    short = sorted((i for i, d in durations.items() if d <= window_s), key=durations.__getitem__)
-    long = [i for i, d in durations.items() if d > window_s]
-    done = progress or (lambda n: None)
-    done(len(paths) - len(durations))
-    frame_s = frame_seconds(model.cfg)
-    with DecodePool(model.tokenizer, processes) as pool:
-        for idx, loaded in _prefetched(paths, [short[k : k + chunk] for k in range(0, len(short), chunk)]):
-            good = [(i, w) for i, w in zip(idx, loaded) if not isinstance(w, AudioError)]
-            for i, w in zip(idx, loaded):
-                if isinstance(w, AudioError):
-                    out[i] = Transcript(paths[i], None, str(w))
-            emissions = model.emissions([w for _, w in good], max_batch_seconds)
-            hyps = pool.decode(decoder, emissions)
-            timed = timed_hypotheses(emissions, hyps, model.tokenizer, frame_s) if timestamps else None
-            for k, ((i, _), h) in enumerate(zip(good, hyps)):
-                out[i] = Transcript(paths[i], h[0].text if h else "", words=timed[k] if timed else None)
-            done(len(idx))
-        for i in long:
-            try:
-                words = transcribe_long(model, paths[i], window_s, overlap_s, decoder, pool)
-                text = " ".join(w.text for w in words)
-                out[i] = Transcript(paths[i], text, words=words if timestamps else None)
-            except AudioError as e:
-                out[i] = Transcript(paths[i], None, str(e))
-            done(1)
-    return [out[i] for i in range(len(paths))]
 
 
 def output_paths(paths: Sequence[str | Path], output_dir: str | Path, suffix: str) -> list[Path]:
@@ -117,8 +379,8 @@ def output_paths(paths: Sequence[str | Path], output_dir: str | Path, suffix: st
     extension, in its folder relative to the inputs' common folder, so files of one folder stay side by
     side and same-named files of different folders do not overwrite each other.
 
-    Raises ValueError, naming both, for two different inputs that would still share an output: the same
-    name but for the extension, in one folder.
+    Raises :class:`UsageError`, naming both, for two different inputs that would still share an output: the
+    same name but for the extension, in one folder.
     """
     absolute = [os.path.abspath(p) for p in paths]
     common = os.path.commonpath([os.path.dirname(a) for a in absolute]) if paths else ""
@@ -129,34 +391,8 @@ def output_paths(paths: Sequence[str | Path], output_dir: str | Path, suffix: st
     for i, out in enumerate(outs):
         j = first.setdefault(out, i)
         if absolute[j] != absolute[i]:
-            raise ValueError(f"{paths[j]} and {paths[i]} would both be written to {out}; rename one of them")
+            raise UsageError(
+                f"--output-dir: {printable(paths[j])} and {printable(paths[i])} would both be written to "
+                f"{printable(out)}; rename one of them"
+            )
     return outs
-
-
-def evaluate_manifest(
-    model: Recognizer,
-    manifest: str | Path | Sequence[Utterance],
-    report: str | Path | None = None,
-    decoder: DecoderConfig | None = None,
-    processes: int = 1,
-    progress: Callable[[int], object] | None = None,
-) -> tuple[ErrorCounts, int]:
-    """Corpus WER/CER counts over a manifest (its path, or its utterances already read) and the number of
-    unreadable files skipped.
-
-    ``report`` gets one JSON line per utterance (reference, hypothesis, errors). The decoder defaults to
-    greedy.
-    """
-    utts = read_manifest(manifest) if isinstance(manifest, (str, Path)) else manifest
-    paths = [u.audio_filepath for u in utts]
-    results = transcribe_files(model, paths, decoder, processes=processes, progress=progress)
-    kept = [(u, r) for u, r in zip(utts, results) if r.text is not None]
-    for r in results:
-        if r.text is None:
-            log.warning("skipped: %s", r.error)
-    refs = [u.text for u, _ in kept]
-    hyps = [r.text for _, r in kept]
-    total, per_utt = score(refs, hyps)
-    if report is not None:
-        write_report(report, [u.id for u, _ in kept], refs, hyps, per_utt)
-    return total, len(utts) - len(kept)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import Any
@@ -10,11 +11,12 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from lightning_fabric.plugins import TorchCheckpointIO
-from torch import Tensor
+from torch import Tensor, nn
 
 from asr.checkpoint import checkpoint_payload, load_checkpoint, save_atomic
+from asr.config import Config, OptimConfig
 from asr.data import Batch
-from asr.decode import greedy_decode
+from asr.decoding.greedy import greedy_ids
 from asr.features import change_speed, spec_augment
 from asr.metrics import ErrorCounts, score
 from asr.recognizer import Recognizer
@@ -31,6 +33,33 @@ def warmup_cosine(step: int, warmup: int, total: int, final_ratio: float) -> flo
     return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def build_optimizer(module: nn.Module, o: OptimConfig) -> torch.optim.AdamW:
+    """Fused AdamW with the config's learning rate, betas and weight decay (none on biases and norm gains).
+
+    Fused: one kernel for all parameters, and it can skip a step on the device (``found_inf``).
+    """
+    decay = [p for p in module.parameters() if p.ndim >= 2]
+    no_decay = [p for p in module.parameters() if p.ndim < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=o.lr,
+        betas=tuple(o.betas),
+        fused=True,
+    )
+
+
+def clip_or_skip(module: nn.Module, optimizer: torch.optim.Optimizer, max_norm: float) -> Tensor:
+    """Clip the gradients by global norm; a non-finite norm makes the fused optimiser skip its next step.
+
+    The decision stays on the device: the fused AdamW reads ``found_inf`` and leaves weights, moments and its
+    step count untouched, so the training step never waits for the GPU. Returns the norm before clipping.
+    """
+    params = [p for p in module.parameters() if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    optimizer.found_inf = (~torch.isfinite(norm)).float()
+    return norm
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint I/O that writes atomically and loads with ``weights_only=True``."""
 
@@ -44,10 +73,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class CTCModule(pl.LightningModule):
     """Trains a :class:`Recognizer` with CTC; evaluates greedy WER/CER."""
 
-    def __init__(self, recognizer: Recognizer) -> None:
+    def __init__(self, recognizer: Recognizer, cfg: Config) -> None:
         super().__init__()
         self.recognizer = recognizer
-        self.cfg = recognizer.cfg
+        self.cfg = cfg
         self._skipped = torch.zeros((), dtype=torch.long)  # kept on the training device: no host sync
         self._skipped_reported = 0
         self._unreadable = 0  # training files skipped this epoch because they could not be read
@@ -87,12 +116,34 @@ class CTCModule(pl.LightningModule):
             )
         return losses, log_probs, out_lens
 
+    def train_loss(self, batch: Batch) -> Tensor:
+        """The training loss of a non-empty batch: CTC per target token, with the training augmentation."""
+        losses, _, _ = self._shared_step(batch, train=True)
+        return losses.sum() / batch.target_lens.sum().clamp_min(1)
+
+    def fit_step(
+        self, batch: Batch, optimizer: torch.optim.Optimizer, autocast: torch.dtype | None = None
+    ) -> Tensor:
+        """One training step without a Trainer (benchmarks): the loss (under ``autocast`` when given), its
+        backward, :func:`clip_or_skip` at ``optim.grad_clip``, the optimiser step. Returns the loss.
+
+        Outside a Trainer ``global_step`` stays 0, so SpecAugment applies only when ``specaug.start_step``
+        is 0.
+        """
+        device = batch.waves.device.type
+        with torch.autocast(device, dtype=autocast) if autocast else contextlib.nullcontext():
+            loss = self.train_loss(batch)
+        loss.backward()
+        clip_or_skip(self, optimizer, self.cfg.optim.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         self._unreadable += batch.skipped
         if not len(batch):  # every file of the batch was unreadable: a zero step keeps DDP ranks in step
             return sum(p.sum() for p in self.parameters()) * 0.0
-        losses, _, _ = self._shared_step(batch, train=True)
-        loss = losses.sum() / batch.target_lens.sum().clamp_min(1)  # mean per target token
+        loss = self.train_loss(batch)
         # the progress bar reads its values on the host after every step: a GPU sync, so only when it is shown
         self.log("train/loss", loss.detach(), prog_bar=self.cfg.trainer.progress_bar, batch_size=len(batch))
         return loss
@@ -100,17 +151,12 @@ class CTCModule(pl.LightningModule):
     def configure_gradient_clipping(
         self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
     ) -> None:
-        """Clip by global norm; skip the step when the loss or a gradient is not finite.
+        """Clip by global norm; skip the step when the loss or a gradient is not finite (``clip_or_skip``).
 
-        Gradients are already summed across DDP ranks here, so every rank takes the same decision. The
-        decision stays on the device: the fused AdamW reads ``found_inf`` and leaves weights, moments and
-        its step count untouched, so the training step never waits for the GPU.
+        Gradients are already summed across DDP ranks here, so every rank takes the same decision.
         """
-        params = [p for p in self.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
-        bad = ~torch.isfinite(norm)
-        optimizer.found_inf = bad.float()
-        self._skipped = self._skipped.to(norm.device) + bad
+        norm = clip_or_skip(self, optimizer, self.cfg.optim.grad_clip)
+        self._skipped = self._skipped.to(norm.device) + ~torch.isfinite(norm)
         self.log("train/grad_norm", norm, batch_size=1)
         self.log("train/skipped_steps", self._skipped.float(), batch_size=1)
 
@@ -139,7 +185,7 @@ class CTCModule(pl.LightningModule):
         finite = torch.isfinite(losses)
         tokens = batch.target_lens[finite].sum()
         self._eval_loss += torch.stack([losses[finite].sum().double(), tokens.double()]).cpu()
-        hyps = [self.recognizer.tokenizer.decode(ids) for ids in greedy_decode(log_probs, out_lens)]
+        hyps = [self.recognizer.tokenizer.decode(ids) for ids in greedy_ids(log_probs, out_lens)]
         self._eval_counts = self._eval_counts + score(batch.texts, hyps)[0]
 
     def _eval_epoch_end(self, stage: str) -> None:
@@ -171,14 +217,7 @@ class CTCModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict:
         o = self.cfg.optim
-        decay = [p for n, p in self.named_parameters() if p.ndim >= 2]
-        no_decay = [p for n, p in self.named_parameters() if p.ndim < 2]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=o.lr,
-            betas=tuple(o.betas),
-            fused=True,  # one kernel for all parameters, and it can skip a step on the device (found_inf)
-        )
+        optimizer = build_optimizer(self, o)
         total = int(self.trainer.estimated_stepping_batches)
         warmup = min(o.warmup_steps, max(1, total // 5))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -187,7 +226,7 @@ class CTCModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["asr"] = checkpoint_payload(self.recognizer)
+        checkpoint["asr"] = checkpoint_payload(self.recognizer, self.cfg)
         checkpoint["skipped_steps"] = self.skipped_steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

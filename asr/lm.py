@@ -11,17 +11,15 @@ backoff. Fine for transcripts (about 2 s for 180k words); use KenLM's lmplz for 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
-from asr.decode import DecodePool, DecoderConfig, Emission
-from asr.metrics import ErrorCounts, score
-from asr.text import CharTokenizer, normalize_text
+from asr.decoding import UNK
+from asr.text import normalize_text
 
-BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+BOS, EOS = "<s>", "</s>"
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 NEVER = -99.0  # log10 probability written for <s>, which is never predicted
 
@@ -127,28 +125,3 @@ def build_arpa(sentences: Iterable[str], order: int = 3) -> str:
         lines.append("")
     lines.append("\\end\\")
     return "\n".join(lines) + "\n"
-
-
-def tune_weights(
-    tokenizer: CharTokenizer,
-    emissions: Sequence[Emission],
-    references: Sequence[str],
-    base: DecoderConfig,
-    lm_weights: Sequence[float],
-    word_scores: Sequence[float],
-    processes: int = 1,
-) -> list[tuple[float, float, ErrorCounts]]:
-    """Corpus error counts of ``base`` with each (lm_weight, word_score), in grid order."""
-    results = []
-    with DecodePool(tokenizer, processes) as pool:
-        for weight in lm_weights:
-            for word_score in word_scores:
-                config = dataclasses.replace(base, lm_weight=weight, word_score=word_score)
-                hyps = [h[0].text if h else "" for h in pool.decode(config, emissions)]
-                results.append((weight, word_score, score(references, hyps)[0]))
-    return results
-
-
-def best_weights(results: Sequence[tuple[float, float, ErrorCounts]]) -> tuple[float, float, ErrorCounts]:
-    """The pair with the lowest WER, then the lowest CER."""
-    return min(results, key=lambda r: (r[2].wer, r[2].cer))

@@ -13,12 +13,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from asr.errors import first_line
+from asr.errors import DataError, first_line
 
 REQUIRED_KEYS = ("audio_filepath", "duration", "text")
 
 
-class ManifestError(ValueError):
+class ManifestError(DataError):
     """A manifest line that cannot be used; the message names the file, the line and the problem."""
 
 

@@ -1,6 +1,7 @@
 """Corpus-level WER and CER from jiwer counts, per-utterance reports, and the parts of a scoring report.
 
-WER is the sum of word errors over the sum of reference words (never a mean of per-utterance rates).
+WER is the sum of word errors over the sum of reference words (never a mean of per-utterance rates); with no
+reference words at all it is undefined, NaN (``None`` in JSON, "n/a" printed), never a rate over zero words.
 References and hypotheses are normalised with the same rules as training text unless ``normalize=False``
 (then only runs of whitespace are collapsed). A :class:`ScoreReport` adds word alignments, the most
 frequent confusions and bootstrap confidence intervals to the counts.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -18,6 +20,7 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
+from asr.outputs import write_text_atomic
 from asr.text import normalize_text
 
 
@@ -38,17 +41,33 @@ class ErrorCounts:
 
     @property
     def wer(self) -> float:
-        return self.word_errors / max(self.words, 1)
+        """Word errors per reference word; NaN without reference words (then any error is an insertion, and a
+        rate over zero words is undefined: say so rather than print 400%)."""
+        return self.word_errors / self.words if self.words else math.nan
 
     @property
     def cer(self) -> float:
-        return self.char_errors / max(self.chars, 1)
+        """Character errors per reference character; NaN without reference characters."""
+        return self.char_errors / self.chars if self.chars else math.nan
 
     def __add__(self, other: ErrorCounts) -> ErrorCounts:
         return ErrorCounts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
     def as_list(self) -> list[int]:
         return [getattr(self, f.name) for f in fields(self)]
+
+
+def rate_or_none(rate: float, digits: int | None = None) -> float | None:
+    """A rate for JSON (rounded to ``digits`` if given), or None where it is undefined (NaN: no reference
+    words or characters)."""
+    if math.isnan(rate):
+        return None
+    return rate if digits is None else round(rate, digits)
+
+
+def format_rate(rate: float) -> str:
+    """A rate in percent for people: "12.34%", or "n/a" where it is undefined (no reference words)."""
+    return "n/a" if math.isnan(rate) else f"{100 * rate:.2f}%"
 
 
 def _prepare(text: str, normalize: bool) -> str:
@@ -91,12 +110,13 @@ def write_report(
     hypotheses: Iterable[str],
     counts: Iterable[ErrorCounts],
 ) -> None:
-    """One JSON line per utterance: id, reference, hypothesis, and its error counts."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for uid, ref, hyp, c in zip(ids, references, hypotheses, counts):
-            row = {"id": uid, "reference": ref, "hypothesis": hyp, **asdict(c), "wer": round(c.wer, 4)}
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    """One JSON line per utterance: id, reference, hypothesis, its error counts and WER (null without
+    reference words), written atomically (:class:`~asr.errors.OutputError` naming the file)."""
+    rows = [
+        {"id": uid, "reference": ref, "hypothesis": hyp, **asdict(c), "wer": rate_or_none(c.wer, 4)}
+        for uid, ref, hyp, c in zip(ids, references, hypotheses, counts)
+    ]
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 # --- scoring reports -------------------------------------------------------------------------------------
@@ -182,8 +202,11 @@ def bootstrap_ci(
     for start in range(0, n_resamples, step):
         rows = min(step, n_resamples - start)
         idx = rng.integers(0, n, size=(rows, n))  # (rows, n) utterance indices, one resample per row
-        rates[start : start + rows] = errors[idx].sum(1) / np.maximum(totals[idx].sum(1), 1)
-    low, high = np.quantile(rates, [0.025, 0.975])
+        words = totals[idx].sum(1)
+        rates[start : start + rows] = np.where(words > 0, errors[idx].sum(1) / np.maximum(words, 1), np.nan)
+    if np.isnan(rates).all():  # no reference words in any resample: the rate is undefined
+        return math.nan, math.nan
+    low, high = np.nanquantile(rates, [0.025, 0.975])
     return float(low), float(high)
 
 
@@ -207,10 +230,10 @@ class ScoreReport:
         return {
             "utterances": len(self.per_utt),
             "normalized": self.normalized,
-            "wer": t.wer,
-            "wer_ci95": list(self.wer_ci),
-            "cer": t.cer,
-            "cer_ci95": list(self.cer_ci),
+            "wer": rate_or_none(t.wer),
+            "wer_ci95": [rate_or_none(r) for r in self.wer_ci],
+            "cer": rate_or_none(t.cer),
+            "cer_ci95": [rate_or_none(r) for r in self.cer_ci],
             "word_errors": t.word_errors,
             **asdict(t),
             "bootstrap": {"resamples": self.n_resamples, "seed": self.seed},

@@ -9,19 +9,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asr.spec import ModelConfig
+from asr.spec import (
+    KERNEL,
+    RNN_TYPES,
+    STRIDE,
+    SUBSAMPLING_CONVS,
+    ModelConfig,
+    conv_output_length,
+)
 
-KERNEL = 3
-STRIDE = 2
-RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-
-
-def conv_output_length(lens: Tensor | int, num_convs: int) -> Tensor | int:
-    """Frames after ``num_convs`` unpadded stride-2, kernel-3 convolutions (0 when too short)."""
-    for _ in range(num_convs):
-        lens = (lens - KERNEL) // STRIDE + 1
-        lens = lens.clamp_min(0) if isinstance(lens, Tensor) else max(lens, 0)
-    return lens
+RNN_CLASSES = dict(zip(RNN_TYPES, (nn.LSTM, nn.GRU, nn.RNN)))
 
 
 class Subsampling(nn.Module):
@@ -33,7 +30,7 @@ class Subsampling(nn.Module):
 
     def __init__(self, in_features: int, channels: int, out_features: int, factor: int) -> None:
         super().__init__()
-        self.num_convs = {4: 2, 8: 3}[factor]
+        self.num_convs = SUBSAMPLING_CONVS[factor]
         layers, c_in = [], 1
         for _ in range(self.num_convs):
             layers += [nn.Conv2d(c_in, channels, KERNEL, STRIDE), nn.GELU()]
@@ -80,7 +77,7 @@ class RNNLayer(nn.Module):
 
     def __init__(self, rnn_type: str, input_size: int, hidden_size: int, bidirectional: bool) -> None:
         super().__init__()
-        rnn_cls = RNN_TYPES[rnn_type]
+        rnn_cls = RNN_CLASSES[rnn_type]
         self.forward_rnn = rnn_cls(input_size, hidden_size, batch_first=True)
         self.backward_rnn = rnn_cls(input_size, hidden_size, batch_first=True) if bidirectional else None
         for rnn in (self.forward_rnn, self.backward_rnn):

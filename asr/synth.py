@@ -1,7 +1,8 @@
 """Offline synthetic English speech: generated sentences read aloud by eSpeak NG.
 
-The eSpeak NG library and its voice data come from the ``espeakng-loader`` wheel and are driven through
-ctypes in synchronous mode, so no network, system package or audio device is needed. :func:`synthesize`
+The eSpeak NG library and its voice data come from the ``espeakng-loader`` wheel (the ``demo`` extra,
+imported on first use) and are driven through ctypes in synchronous mode, so no network, system package or
+audio device is needed. :func:`synthesize`
 reads one text; :func:`make_corpus` writes a small train/dev/test corpus (WAV files and JSONL manifests)
 spoken by several English voices at varied rates and pitches, with a little noise, for smoke tests and demos.
 
@@ -17,12 +18,13 @@ import ctypes
 import itertools
 import threading
 from pathlib import Path
+from types import ModuleType
 
-import espeakng_loader
 import numpy as np
 import soundfile as sf
 
 from asr.audio import SAMPLE_RATE, to_model_rate
+from asr.errors import UsageError
 from asr.manifest import ManifestError, read_manifest, write_manifest
 
 # eSpeak voices (language + accent) with a "+variant" voice quality from the bundled data's voices/!v.
@@ -60,12 +62,24 @@ _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
 )
 
 
+def _espeakng_loader() -> ModuleType:
+    """The ``espeakng_loader`` module, which the ``demo`` extra installs."""
+    try:
+        import espeakng_loader
+    except ImportError:
+        raise UsageError(
+            "speech synthesis needs espeakng-loader: pip install 'asr[demo]' (in a checkout: -e '.[demo]')"
+        ) from None
+    return espeakng_loader
+
+
 class _Engine:
     """The process-wide eSpeak NG library, set up to hand synthesised samples to a Python callback."""
 
     def __init__(self) -> None:
-        self.data_path = espeakng_loader.get_data_path()
-        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        loader = _espeakng_loader()
+        self.data_path = loader.get_data_path()
+        lib = ctypes.CDLL(loader.get_library_path())
         lib.espeak_ng_InitializePath.argtypes = [ctypes.c_char_p]
         lib.espeak_ng_InitializePath.restype = None
         lib.espeak_ng_Initialize.argtypes = [ctypes.c_void_p]
@@ -147,7 +161,7 @@ def _get_engine() -> _Engine:
 def _check_voice(voice: str) -> None:
     """eSpeak silently ignores an unknown "+variant"; reject it here, naming the voice."""
     _, plus, variant = voice.partition("+")
-    variants = Path(espeakng_loader.get_data_path()) / "voices" / "!v"
+    variants = Path(_espeakng_loader().get_data_path()) / "voices" / "!v"
     if plus and not (variant and (variants / variant).is_file()):
         raise ValueError(f"eSpeak NG has no voice {voice!r}: no variant {variant!r} in {variants}")
 

@@ -1,8 +1,8 @@
 """Word timings from CTC forced alignment, and transcripts as plain text, JSON, SubRip (srt) or WebVTT.
 
 The transcript's tokens are aligned to the model's own output frames (``torchaudio.functional.forced_align``),
-split into words at the word separator, and each word gets the time span of its tokens' frames and a
-confidence: the mean posterior probability of those frames. Times are frame index x frame duration, with
+split into words as the tokenizer groups its tokens, and each word gets the time span of its tokens' frames
+and a confidence: the mean posterior probability of those frames. Times are frame index x frame duration, with
 no correction for the receptive field of the front end, so they can run a frame or so early.
 """
 
@@ -12,15 +12,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torchaudio.functional as AF
 from torch import Tensor
 
-from asr.config import Config
-from asr.decode import Emission, Hypothesis, greedy_decode
-from asr.recognizer import Recognizer
-from asr.text import BLANK_ID, SPACE, CharTokenizer
+from asr.decoding import Emission, Hypothesis
+from asr.text import BLANK_ID, SPACE, Tokenizer, ctc_min_frames
 
 FORMATS = ("txt", "json", "srt", "vtt")
 CUE_SECONDS = 7.0  # a subtitle cue spans at most this long...
@@ -37,56 +34,45 @@ class Word:
     confidence: float
 
 
-def frame_seconds(cfg: Config) -> float:
-    """Duration of one model output frame: the feature hop times the subsampling factor."""
-    return cfg.features.hop_ms * cfg.model.subsampling / 1000
-
-
 def align_words(
-    log_probs: Tensor, token_ids: Sequence[int], tokenizer: CharTokenizer, frame_s: float
+    log_probs: Tensor, token_ids: Sequence[int], tokenizer: Tokenizer, frame_s: float
 ) -> list[Word]:
     """Force-align ``token_ids`` to one utterance's ``log_probs`` (T', V) and time each word.
 
-    ``log_probs`` holds the valid frames only. Space tokens separate words; leading, trailing and repeated
-    spaces are allowed. Raises ValueError when T' is too short for the transcript (CTC needs a
-    frame per token plus a blank between repeated tokens).
+    ``log_probs`` holds the valid frames only. The tokenizer says which tokens make each word
+    (:meth:`asr.text.Tokenizer.word_spans`); leading, trailing and repeated separators are allowed. Raises
+    ValueError when T' is too short for the transcript (:func:`asr.text.ctc_min_frames`).
     """
     ids = [int(i) for i in token_ids]
-    space = tokenizer.symbols.index(SPACE)
-    if not any(i != space for i in ids):
+    words_at = tokenizer.word_spans(ids)
+    if not words_at:
         return []
     if BLANK_ID in ids:
         raise ValueError("the transcript's token ids contain the blank")
-    needed = len(ids) + sum(a == b for a, b in zip(ids, ids[1:]))
-    if log_probs.dim() != 2 or log_probs.shape[0] < needed:
+    if log_probs.dim() != 2 or log_probs.shape[0] < ctc_min_frames(ids):
         raise ValueError(f"cannot align {len(ids)} tokens to log_probs of shape {tuple(log_probs.shape)}")
     emissions = log_probs.detach().float().cpu()[None]  # (1, T', V)
     path, scores = AF.forced_align(emissions, torch.tensor([ids], dtype=torch.int32), blank=BLANK_ID)
     spans = AF.merge_tokens(path[0], scores[0].exp())  # one span per token of ``ids``, in order
     words: list[Word] = []
-    group: list[AF.TokenSpan] = []
-    for span in [*spans, None]:  # None flushes the last word
-        if span is not None and span.token != space:
-            group.append(span)
-            continue
-        if group:
-            frames = sum(s.end - s.start for s in group)
-            words.append(
-                Word(
-                    tokenizer.decode([s.token for s in group]),
-                    round(group[0].start * frame_s, 3),
-                    round(group[-1].end * frame_s, 3),
-                    sum(s.score * (s.end - s.start) for s in group) / frames,  # span scores are means
-                )
+    for start, end in words_at:
+        group = spans[start:end]
+        frames = sum(s.end - s.start for s in group)
+        words.append(
+            Word(
+                tokenizer.decode([s.token for s in group]),
+                round(group[0].start * frame_s, 3),
+                round(group[-1].end * frame_s, 3),
+                sum(s.score * (s.end - s.start) for s in group) / frames,  # span scores are means
             )
-            group = []
+        )
     return words
 
 
 def timed_hypotheses(
     emissions: Sequence[Emission],
     hyps: Sequence[Sequence[Hypothesis]],
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     frame_s: float,
 ) -> list[list[Word]]:
     """The words of each utterance's best hypothesis (none when it has none), aligned to its emissions."""
@@ -94,20 +80,6 @@ def timed_hypotheses(
         align_words(torch.from_numpy(lp[:n]), h[0].tokens if h else [], tokenizer, frame_s)
         for (lp, n), h in zip(emissions, hyps)
     ]
-
-
-@torch.inference_mode()
-def word_timings(model: Recognizer, wave: np.ndarray, text: str | None = None) -> list[Word]:
-    """Timed words of one 16 kHz mono waveform.
-
-    The words are those of ``text`` when given (e.g. a beam-search result; a character outside the
-    vocabulary raises :class:`asr.text.TokenizerError`), else of the greedy transcript.
-    """
-    batch, lens = model.pad([wave])
-    log_probs, out_lens = model(batch, lens)  # (1, T', V), (1,)
-    log_probs = log_probs[0, : int(out_lens[0])]
-    ids = greedy_decode(log_probs[None], out_lens[:1])[0] if text is None else model.tokenizer.encode(text)
-    return align_words(log_probs, ids, model.tokenizer, frame_seconds(model.cfg))
 
 
 def alignment_error(words: Sequence[Word], reference: Sequence[tuple[float, float]]) -> float:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import errno
+import fcntl
 import json
 import logging
 import os
 import random
+import socket
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +23,113 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.strategies import StrategyRegistry
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader
 
 from asr.audio import SAMPLE_RATE
+from asr.checkpoint import load_checkpoint, model_spec
 from asr.config import Config, save_config
 from asr.data import AsrDataModule, AsrDataset, collate
-from asr.errors import first_line
+from asr.errors import AudioFailure, ConfigError, OutputError, UsageError, first_line
 from asr.features import CMVNAccumulator, LogMel
 from asr.lightning import AtomicCheckpointIO, CTCModule
 from asr.manifest import read_manifest
 from asr.model import describe
+from asr.outputs import check_output_dir
 from asr.recognizer import Recognizer
+from asr.spec import ModelSpec
 from asr.text import CharTokenizer
 
 log = logging.getLogger(__name__)
 
 
+LOCK_FILE = "train.lock"  # in exp_dir: held (flock) by the run training there, released when it ends or dies
+
+
 class PeerFailure(RuntimeError):
     """A multi-process run stopped because one of its processes died or failed."""
+
+
+class ExperimentBusy(OutputError):
+    """Another training run holds the experiment folder (exit 6: the folder cannot be written now)."""
+
+
+def _launcher() -> bool:
+    """Whether this process started the run (not a rank that Lightning, torchrun or another node started)."""
+    return all(os.environ.get(v, "0") == "0" for v in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+@contextmanager
+def experiment_lock(exp: Path) -> Iterator[None]:
+    """Hold ``exp/train.lock`` exclusively while training: a second run in ``exp`` gets
+    :class:`ExperimentBusy` naming the holder (pid, host, start time). The lock is the kernel's (``flock``),
+    so a run that dies, even by SIGKILL, releases it: a lock file left behind never blocks a later run.
+    """
+    check_output_dir(exp)
+    path = exp / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot create the lock file ({e.strerror or first_line(e)})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 1024, 0).decode("utf-8", "replace").strip() or "holder unknown"
+            raise ExperimentBusy(
+                f"{exp}: another training run is using this exp_dir ({holder}); "
+                "wait for it to end or choose another exp_dir"
+            ) from None
+        except OSError as e:  # a file system without locks: train unguarded rather than not at all
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            log.warning("%s: cannot lock (%s); make sure no other run uses this exp_dir", path, e.strerror)
+        started = time.strftime("%Y-%m-%d %H:%M:%S %z")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_resume(cfg: Config, tokenizer_data: dict[str, Any], last: Path) -> None:
+    """:class:`ConfigError` unless ``cfg`` describes the model in ``last``: features, model, tokenizer."""
+    stored = model_spec(load_checkpoint(last), last)
+    changed = []
+    for section, now, then in (
+        ("features", asdict(cfg.features), asdict(stored.features)),
+        ("model", asdict(cfg.model), asdict(stored.model)),
+    ):
+        changed += [f"{section}.{k} {then.get(k)!r} -> {v!r}" for k, v in now.items() if then.get(k) != v]
+    if stored.tokenizer != tokenizer_data:
+        changed.append("the tokenizer (data.vocabulary or the training text)")
+    if changed:
+        raise ConfigError(
+            f"{last}: cannot resume with changed model settings ({'; '.join(changed)}); "
+            "restore them or choose another exp_dir"
+        )
+
+
+def check_devices(cfg: Config) -> None:
+    """The accelerator asked for exists here (else :class:`UsageError`); the strategy is Lightning's."""
+    t = cfg.trainer
+    if t.accelerator in ("cuda", "gpu") and not torch.cuda.is_available():
+        raise UsageError(f"trainer.accelerator={t.accelerator}: no CUDA GPU on this machine; use cpu or auto")
+    if t.accelerator == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("trainer.accelerator=mps: no Apple GPU (MPS) on this machine; use cpu or auto")
+    if t.strategy != "auto" and t.strategy not in StrategyRegistry.available_strategies():
+        raise ConfigError(
+            f"trainer.strategy={t.strategy!r} is not a Lightning strategy (e.g. auto, ddp, ddp_spawn)"
+        )
+
+
+def check_data(data: AsrDataModule) -> None:
+    """Read and filter the training and validation manifests now: :class:`DataError` if either is unusable."""
+    for split in ("train", "val"):
+        data.dataset(split)
 
 
 def build_tokenizer(cfg: Config) -> CharTokenizer:
@@ -44,17 +139,33 @@ def build_tokenizer(cfg: Config) -> CharTokenizer:
 
 
 @torch.inference_mode()
-def compute_cmvn(recognizer: Recognizer, dataset: AsrDataset, max_utts: int, seed: int, workers: int) -> None:
-    """Set the recogniser's global mean/std from up to ``max_utts`` random training utterances."""
+def compute_cmvn(
+    recognizer: Recognizer,
+    dataset: AsrDataset,
+    max_utts: int,
+    seed: int,
+    workers: int,
+    source: str = "training data",
+) -> None:
+    """Set the recogniser's global mean/std from up to ``max_utts`` random training utterances.
+
+    :class:`AudioFailure` naming ``source`` when none of them can be read.
+    """
     indices = list(range(len(dataset)))
     random.Random(seed).shuffle(indices)
     subset = torch.utils.data.Subset(dataset, indices[:max_utts])
     loader = DataLoader(subset, batch_size=16, collate_fn=collate, num_workers=workers)
-    logmel = LogMel(recognizer.cfg.features)
-    acc = CMVNAccumulator(recognizer.cfg.features.n_mels)
+    logmel = LogMel(recognizer.feature_config)
+    acc = CMVNAccumulator(recognizer.feature_config.n_mels)
+    unreadable = 0
     for batch in loader:
+        unreadable += batch.skipped
         if len(batch):
             acc.add(*logmel(batch.waves, batch.wave_lens))
+    if unreadable == len(subset):
+        raise AudioFailure(
+            f"{source}: none of the {unreadable} audio file(s) tried could be read (see above)"
+        )
     recognizer.frontend.cmvn.set_stats(*acc.stats())
     log.info("normalisation statistics from %d utterances (%d frames)", len(subset), acc.frames)
 
@@ -72,7 +183,9 @@ def load_or_compute_cmvn(recognizer: Recognizer, dataset: AsrDataset, cfg: Confi
         recognizer.frontend.cmvn.set_stats(torch.tensor(stats["mean"]), torch.tensor(stats["std"]))
         log.info("normalisation statistics from %s", path)
         return
-    compute_cmvn(recognizer, dataset, cfg.features.cmvn_max_utts, cfg.seed, cfg.data.num_workers)
+    compute_cmvn(
+        recognizer, dataset, cfg.data.cmvn_max_utts, cfg.seed, cfg.data.num_workers, cfg.data.train_manifest
+    )
     if path is not None:
         cmvn = recognizer.frontend.cmvn
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,100 +261,239 @@ class AudioThroughput(pl.Callback):
         log.info("epoch %d: %.0f audio-seconds per second", trainer.current_epoch, speed)
 
 
+class AppendingCSVWriter(ExperimentWriter):
+    """Lightning's CSV metrics writer, except that an existing ``metrics.csv`` is continued, not deleted.
+
+    A row cut short by a kill is dropped; the header read back lets rows with the same columns append.
+    """
+
+    def _check_log_dir_exists(self) -> None:
+        path = Path(self.metrics_file_path)
+        if not path.is_file():
+            return
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+        with open(path, newline="", encoding="utf-8") as f:
+            self.metrics_keys = next(csv.reader(f), [])
+
+
+class AppendingCSVLogger(CSVLogger):
+    """A CSVLogger whose resumed run appends to ``metrics.csv`` (Lightning's own removes the file)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = AppendingCSVWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+def _rebase(path: str, old: str, new: str) -> str:
+    """``path`` inside the folder ``old`` moved into ``new``; any other path unchanged."""
+    if path and os.path.dirname(path) == old:
+        return os.path.join(new, os.path.basename(path))
+    return path
+
+
+class MovableCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint whose saved file paths follow the experiment folder when it is copied or moved.
+
+    Lightning keeps only ``best_model_path``, still naming the old folder, when the folder changed.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and old != self.dirpath:
+            new = self.dirpath
+            state_dict = {
+                **state_dict,
+                "dirpath": new,
+                "best_k_models": {
+                    _rebase(p, old, new): v for p, v in state_dict.get("best_k_models", {}).items()
+                },
+                **{
+                    key: _rebase(state_dict.get(key, ""), old, new)
+                    for key in ("best_model_path", "kth_best_model_path", "last_model_path")
+                },
+            }
+        super().load_state_dict(state_dict)
+
+
+class LastCheckpoint(MovableCheckpoint):
+    """Writes ``last.ckpt`` at the end of every training epoch and of training, whatever the validation
+    metric did (Lightning's ``save_last`` writes it only when another checkpoint is saved)."""
+
+    def __init__(self, dirpath: Path) -> None:
+        super().__init__(dirpath=dirpath, save_top_k=0, save_last=True, enable_version_counter=False)
+
+    def _save_last_now(self, trainer: pl.Trainer) -> None:
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._save_last_now(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """Nothing: the epoch's last.ckpt is written when the epoch ends, after its validation."""
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._save_last_now(trainer)  # a run stopped mid-epoch (max_steps, max_time)
+
+
+class UnreadableData(pl.Callback):
+    """Stops the run with :class:`AudioFailure` when no file of a training epoch or a validation could be read
+    (each unreadable file is named as it is skipped): otherwise training would go on learning nothing."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.read = {"train": 0, "val": 0}
+        self.skipped = {"train": 0, "val": 0}
+
+    def _count(self, split: str, batch: Any) -> None:
+        self.read[split] += len(batch)
+        self.skipped[split] += batch.skipped
+
+    def _check(self, split: str) -> None:
+        read, skipped = self.read[split], self.skipped[split]
+        self.read[split] = self.skipped[split] = 0
+        if read == 0 and skipped:
+            manifest = getattr(self.cfg.data, f"{split}_manifest")
+            raise AudioFailure(
+                f"{manifest}: none of the {skipped} audio file(s) read could be decoded (see above)"
+            )
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx
+    ) -> None:
+        self._count("train", batch)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._check("train")
+
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx, dataloader_idx=0
+    ) -> None:
+        if not trainer.sanity_checking:
+            self._count("val", batch)
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._check("val")
+
+
 def build_trainer(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
     """The Lightning Trainer for ``cfg``, with ``callbacks`` added to the standard ones."""
     exp = Path(cfg.exp_dir)
     t = cfg.trainer
-    checkpoint = ModelCheckpoint(
+    checkpoint = MovableCheckpoint(
         dirpath=exp / "checkpoints",
         filename="best-{epoch:03d}-{step}",
         monitor="val/wer",
         mode="min",
         save_top_k=t.keep_best,
-        save_last=True,
         auto_insert_metric_name=False,
-        enable_version_counter=False,  # both checkpoint callbacks write the one last.ckpt that resume reads
+        enable_version_counter=False,
     )
-    extra: list[pl.Callback] = list(callbacks)
+    # after the best checkpoints (Lightning runs checkpoint callbacks in order): last.ckpt holds their state
+    extra: list[pl.Callback] = [*callbacks, LastCheckpoint(exp / "checkpoints")]
     if t.checkpoint_every_n_steps:
         extra.append(
-            ModelCheckpoint(
+            MovableCheckpoint(
                 dirpath=exp / "checkpoints",
                 filename="step-{step:08d}",
                 every_n_train_steps=t.checkpoint_every_n_steps,
                 monitor="step",  # keep the latest keep_last
                 mode="max",
                 save_top_k=t.keep_last,
-                save_last=True,
+                save_last=True,  # every checkpoint callback writes the one last.ckpt that resume reads
                 auto_insert_metric_name=False,
                 enable_version_counter=False,
             )
         )
-    return pl.Trainer(
-        default_root_dir=exp,
-        max_epochs=t.max_epochs,
-        max_steps=t.max_steps,
-        max_time=t.max_time or None,
-        precision=t.precision,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        strategy=t.strategy,
-        num_nodes=t.num_nodes,
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        check_val_every_n_epoch=t.val_every_n_epochs,
-        log_every_n_steps=t.log_every_n_steps,
-        enable_progress_bar=t.progress_bar,
-        callbacks=[
-            checkpoint,
-            LearningRateMonitor(logging_interval="step"),
-            AudioThroughput(),
-            RNGState(),
-            *extra,
-        ],
-        logger=[
-            CSVLogger(exp, name="logs", version=""),
-            TensorBoardLogger(exp, name="tensorboard", version=""),
-        ],
-        plugins=[AtomicCheckpointIO()],
-        use_distributed_sampler=False,
-    )
+    try:
+        return pl.Trainer(
+            default_root_dir=exp,
+            max_epochs=t.max_epochs,
+            max_steps=t.max_steps,
+            max_time=t.max_time or None,
+            precision=t.precision,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            strategy=t.strategy,
+            num_nodes=t.num_nodes,
+            accumulate_grad_batches=t.accumulate_grad_batches,
+            check_val_every_n_epoch=t.val_every_n_epochs,
+            log_every_n_steps=t.log_every_n_steps,
+            enable_progress_bar=t.progress_bar,
+            callbacks=[
+                checkpoint,
+                LearningRateMonitor(logging_interval="step"),
+                AudioThroughput(),
+                RNGState(),
+                UnreadableData(cfg),
+                *extra,
+            ],
+            logger=[
+                AppendingCSVLogger(exp, name="logs", version=""),
+                TensorBoardLogger(exp, name="tensorboard", version=""),
+            ],
+            plugins=[AtomicCheckpointIO()],
+            use_distributed_sampler=False,
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as e:  # devices this machine does not have
+        raise UsageError(f"trainer.accelerator/devices/num_nodes: {first_line(e)}") from None
 
 
 def train(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> Path:
-    """Train (or resume) the run in ``cfg.exp_dir``; returns the best checkpoint's path.
+    """Train (or resume) the run in ``cfg.exp_dir``; returns the best checkpoint's path (in ``cfg.exp_dir``,
+    even when the folder was copied or moved since the run started).
 
     A resumed run continues exactly where ``last.ckpt`` left it: same step, LR schedule, sampler position
-    (mid-epoch too) and random states. ``callbacks`` are added to the trainer's.
+    (mid-epoch too) and random states, and appends to ``logs/metrics.csv``. ``last.ckpt`` is written at the
+    end of every epoch. Before anything is written: the devices are checked (:class:`UsageError`), a resume
+    whose feature, model or tokenizer settings differ from ``last.ckpt``'s is refused (:class:`ConfigError`),
+    training and validation data that are missing or unusable are :class:`DataError`, and the run takes
+    ``exp_dir``'s lock (:class:`ExperimentBusy` while another run holds it). ``callbacks`` are added to the
+    trainer's.
     """
     pl.seed_everything(cfg.seed, workers=True)
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     exp = Path(cfg.exp_dir)
     tokenizer = build_tokenizer(cfg)
-    recognizer = Recognizer(cfg, tokenizer)
+    recognizer = Recognizer(ModelSpec(cfg.features, cfg.model, tokenizer.to_dict()))
     log.info("%s (vocabulary %d)", describe(recognizer), tokenizer.vocab_size)
     data = AsrDataModule(cfg.data, tokenizer, recognizer.output_frames, seed=cfg.seed)
     last = exp / "checkpoints" / "last.ckpt"
     resume = last if last.is_file() else None
-    if resume is None:
-        load_or_compute_cmvn(recognizer, data.dataset("train"), cfg)
-    else:
-        log.info("resuming from %s", resume)
-        # the DataModule restores the sampler's position, which Lightning cannot see
-        warnings.filterwarnings(
-            "ignore", message="You're resuming from a checkpoint that ended before the epoch"
-        )
-    trainer = build_trainer(cfg, callbacks)
-    if trainer.is_global_zero:
-        save_config(cfg, exp / "config.yaml")
-    try:
-        trainer.fit(CTCModule(recognizer), datamodule=data, ckpt_path=resume)
-    except RuntimeError as e:
-        if trainer.world_size == 1:
-            raise
-        raise PeerFailure(
-            f"rank {trainer.global_rank}: another training process failed or was killed ({first_line(e)}); "
-            f"see the other ranks' logs, then rerun the same command to resume from {last}"
-        ) from e
+    check_devices(cfg)
+    if resume is not None:
+        check_resume(cfg, tokenizer.to_dict(), resume)
+    check_data(data)
+    with experiment_lock(exp) if _launcher() else nullcontext():
+        if resume is None:
+            load_or_compute_cmvn(recognizer, data.dataset("train"), cfg)
+        else:
+            log.info("resuming from %s", resume)
+            # the DataModule restores the sampler's position, which Lightning cannot see
+            warnings.filterwarnings(
+                "ignore", message="You're resuming from a checkpoint that ended before the epoch"
+            )
+        trainer = build_trainer(cfg, callbacks)
+        if trainer.is_global_zero:
+            save_config(cfg, exp / "config.yaml")
+        try:
+            trainer.fit(CTCModule(recognizer, cfg), datamodule=data, ckpt_path=resume)
+        except RuntimeError as e:
+            if trainer.world_size == 1:
+                raise
+            raise PeerFailure(
+                f"rank {trainer.global_rank}: another training process failed or was killed "
+                f"({first_line(e)}); see the other ranks' logs, then rerun the same command to resume "
+                f"from {last}"
+            ) from e
     best = trainer.checkpoint_callback.best_model_path
-    return Path(best) if best else last
+    return Path(best) if best and Path(best).is_file() else last

@@ -19,7 +19,6 @@ import torch
 
 from asr.config import load_config
 from asr.model import Encoder
-from asr.recognizer import Recognizer
 from asr.text import CharTokenizer
 
 SHAPES = [(22, 260), (18, 330), (30, 190), (22, 270), (25, 240)]  # (utterances, frames)
@@ -58,7 +57,8 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    encoder = Recognizer(load_config(args.config), CharTokenizer.english()).encoder.to(device).train()
+    cfg = load_config(args.config)
+    encoder = Encoder(cfg.model, cfg.features.n_mels, CharTokenizer.english().vocab_size).to(device).train()
     first, eager = step_times(encoder, device, args.bf16, args.passes)
     print(f"eager:                first pass {first:6.1f} s, median step {1000 * eager:7.1f} ms", flush=True)
     encoder.subsampling = torch.compile(encoder.subsampling, dynamic=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.decode import DecodePool, DecoderConfig, Emission
+from asr.decoding import DecodePool, DecoderConfig, Emission
 from asr.lm import build_arpa
 from asr.metrics import score
 from asr.text import BLANK_ID, CharTokenizer

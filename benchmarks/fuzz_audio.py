@@ -25,11 +25,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from test_fuzz import mutate  # noqa: E402  (the suite's mutations, run here at a larger scale)
-
-from asr.audio import SAMPLE_RATE, AudioError, load_audio  # noqa: E402
+from asr.audio import SAMPLE_RATE, AudioError, load_audio
 
 SEEDS = [
     ("wav", "WAV", "PCM_16"),
@@ -40,8 +36,27 @@ SEEDS = [
 ]
 
 
+def mutate(data: bytes, mutations: list[tuple[str, float, bytes]]) -> bytes:
+    """Apply byte-level mutations; positions are skewed towards the header, where parsers branch most.
+
+    tests/test_fuzz.py draws its mutations with hypothesis and applies them with this function.
+    """
+    out = bytearray(data)
+    for kind, where, chunk in mutations:
+        at = int(where**3 * len(out))
+        if kind == "overwrite":
+            out[at : at + len(chunk)] = chunk
+        elif kind == "insert":
+            out[at:at] = chunk
+        elif kind == "delete":
+            del out[at : at + len(chunk)]
+        else:
+            del out[at:]
+    return bytes(out)
+
+
 def mutations(rng: random.Random) -> list[tuple[str, float, bytes]]:
-    """One to four overwrites, inserts, deletes or truncations, for the test suite's ``mutate``."""
+    """One to four overwrites, inserts, deletes or truncations, for :func:`mutate`."""
     return [
         (
             rng.choice(("overwrite", "insert", "delete", "truncate")),

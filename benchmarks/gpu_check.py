@@ -55,20 +55,19 @@ import numpy as np
 import pytorch_lightning as pl
 import soundfile as sf
 import torch
+from flops import forward_flops_per_second  # flops.py and step_trace.py: this script's folder
+from step_trace import device_timeline, read_trace
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from flops import forward_flops_per_second  # noqa: E402
-from step_trace import device_timeline, read_trace  # noqa: E402
-
-from asr.config import Config, load_config  # noqa: E402
-from asr.data import AsrDataModule, Batch, collate  # noqa: E402
-from asr.lightning import CTCModule  # noqa: E402
-from asr.manifest import write_manifest  # noqa: E402
-from asr.recognizer import Recognizer  # noqa: E402
-from asr.text import CharTokenizer  # noqa: E402
-from asr.train import train  # noqa: E402
+from asr.config import Config, load_config
+from asr.data import AsrDataModule, Batch, collate
+from asr.inference import Transcriber
+from asr.lightning import CTCModule, build_optimizer
+from asr.manifest import write_manifest
+from asr.recognizer import Recognizer
+from asr.spec import ModelSpec
+from asr.text import CharTokenizer
+from asr.train import train
 
 RATE = 16000
 WORDS = np.array(
@@ -325,9 +324,16 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def replay_batches(recognizer: Recognizer, recorded: list[tuple[list[str], float]]) -> list[Batch]:
+def recognizer_for(cfg: Config) -> Recognizer:
+    """A freshly initialised recogniser of the config's model, with the English characters."""
+    return Recognizer(ModelSpec(cfg.features, cfg.model, CharTokenizer.english().to_dict()))
+
+
+def replay_batches(
+    recognizer: Recognizer, cfg: Config, recorded: list[tuple[list[str], float]]
+) -> list[Batch]:
     """The loop's batches rebuilt from their utterance ids and speed factors, in order, on the device."""
-    data = AsrDataModule(recognizer.cfg.data, recognizer.tokenizer, recognizer.output_frames, seed=0)
+    data = AsrDataModule(cfg.data, recognizer.tokenizer, recognizer.output_frames, seed=0)
     dataset = data.dataset("train")
     index = {utt.id: i for i, (utt, _) in enumerate(dataset.entries)}
     sampler = [[(index[u], speed) for u in ids] for ids, speed in recorded]
@@ -356,18 +362,13 @@ def preloaded_speed(
     if not timed_batches:  # an epoch too short for a steady state at this batch size
         return {"preloaded_audio_s_per_s": float("nan"), "preloaded_passes": [], "preloaded_trace": {}}
     cfg = load_config(config, extra)
-    recognizer = Recognizer(cfg, CharTokenizer.english())
-    module = CTCModule(recognizer).to(DEVICE).train()
-    batches = replay_batches(recognizer, timed_batches)
-    opt = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=True)
+    recognizer = recognizer_for(cfg)
+    module = CTCModule(recognizer, cfg).to(DEVICE).train()
+    batches = replay_batches(recognizer, cfg, timed_batches)
+    optimizer = build_optimizer(module, cfg.optim)
 
     def step(batch: Batch) -> None:
-        with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=bf16):
-            losses, _, _ = module._shared_step(batch, train=True)
-        (losses.sum() / batch.target_lens.sum()).backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), 5.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        module.fit_step(batch, optimizer, torch.bfloat16 if bf16 else None)
 
     seconds = sum(int(b.wave_lens.sum()) for b in batches) / RATE
 
@@ -380,7 +381,7 @@ def preloaded_speed(
         return seconds / (time.perf_counter() - start)
 
     passes = [one_pass() for _ in range(3)][1:]  # the first pass warms up
-    profiled = replay_batches(recognizer, profiled_batches)  # loaded before the trace starts
+    profiled = replay_batches(recognizer, cfg, profiled_batches)  # loaded before the trace starts
     sync()
     with profiler() as prof:
         for batch in profiled:
@@ -414,7 +415,7 @@ def bare_speed(cfg: Config, bf16: bool, batch: int, seconds: float) -> float:
 
 def rnn_tflops(cfg: Config, batch: int, seconds: float) -> float:
     """TFLOP/s inside our RNN layers (bf16 autocast), forward + backward."""
-    encoder = Recognizer(cfg, CharTokenizer.english()).encoder.to(DEVICE)
+    encoder = recognizer_for(cfg).encoder.to(DEVICE)
     frames = int(seconds * 25)
     width = encoder.rnns[0].forward_rnn.input_size
     x = torch.randn(batch, frames, width, device=DEVICE, requires_grad=True)
@@ -435,7 +436,7 @@ def cuda_checks() -> dict:
     """Exactness on this device: a padded batch equals its items one at a time."""
     torch.manual_seed(0)
     cfg = load_config(None, ["model.hidden_size=64", "model.num_layers=2", "model.dropout=0"])
-    encoder = Recognizer(cfg, CharTokenizer.english()).encoder.to(DEVICE).eval()
+    encoder = recognizer_for(cfg).encoder.to(DEVICE).eval()
     feats, lens = torch.randn(4, 400, 80, device=DEVICE), torch.tensor([400, 350, 200, 57], device=DEVICE)
     with torch.no_grad():
         out, out_lens = encoder(feats, lens)
@@ -457,14 +458,14 @@ def matmul_tflops() -> float:
 @torch.inference_mode()
 def transcribe_rtf(cfg: Config) -> dict:
     """Real-time factor of greedy GPU transcription: 64 files of 10 s, and one 10-minute file."""
-    model = Recognizer(cfg, CharTokenizer.english()).to(DEVICE).eval()
+    model = Transcriber(recognizer_for(cfg).to(DEVICE))
     rng = np.random.default_rng(2)
     short = [(rng.standard_normal(10 * RATE) * 0.05).astype(np.float32) for _ in range(64)]
     long = [(rng.standard_normal(600 * RATE) * 0.05).astype(np.float32)]
     out = {}
     for name, waves in (("rtf_10s_x64", short), ("rtf_10min", long)):
         reset_peak()
-        seconds = timed(lambda w=waves: model.transcribe(w), 3)
+        seconds = timed(lambda w=waves: model.transcribe(w), 3)  # greedy
         out[name] = seconds / (sum(map(len, waves)) / RATE)
         out[f"{name}_peak_gib"] = peak_gib()
     return out

@@ -16,10 +16,10 @@ length range. Each system computes its own features inside the timed step:
   the padded batch instead of librosa per file), its ``forward``, log_softmax and its own criterion
   (CTCLoss, reduction='sum', as in its ``training_step``), backward, gradient clipping at its AN4 config's
   400, its ``configure_optimizers`` optimizer (AdamW).
-- ``ours fp32`` / ``ours bf16``: asr's CTCModule step on the config (log-mel features, SpecAugment, encoder,
-  CTC in fp32), backward, gradient clipping at the config's grad_clip, fused AdamW as in its
-  configure_optimizers; bf16 is CPU autocast. No Lightning Trainer, no loader (as gpu_check's
-  ``preloaded`` figure).
+- ``ours fp32`` / ``ours bf16``: asr's training step outside Lightning (``CTCModule.fit_step``: log-mel
+  features, SpecAugment, encoder, CTC in fp32, backward, gradient clipping at the config's grad_clip) with
+  the config's optimiser (``build_optimizer``: fused AdamW); bf16 is CPU autocast. No Lightning Trainer,
+  no loader (as gpu_check's ``preloaded`` figure).
 
 Reported: audio-seconds (unpadded) per second, median over the batches after one warm-up step on the first
 batch; the ratio ours / deepspeech; parameter counts; peak resident memory of the process.
@@ -56,9 +56,10 @@ import torch
 from asr.audio import load_audio
 from asr.config import load_config
 from asr.data import Batch, DurationBatchSampler
-from asr.lightning import CTCModule
+from asr.lightning import CTCModule, build_optimizer
 from asr.manifest import read_manifest
 from asr.recognizer import Recognizer
+from asr.spec import ModelSpec
 from asr.synth import make_corpus
 from asr.text import CharTokenizer
 
@@ -123,9 +124,18 @@ def _load_train_config(src: Path) -> None:
     exec(compile(fixed, str(path), "exec"), module.__dict__)
 
 
+def _register_package(name: str, folder: Path) -> None:
+    """Make the package in ``folder`` importable as ``name`` (its submodules too) without editing sys.path."""
+    spec = importlib.util.spec_from_file_location(
+        name, folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
 def load_deepspeech(src: Path):
     """Import its model module from ``src``; returns (model module, train_config module, stubbed names)."""
-    sys.path.insert(0, str(src))
     stubbed = [
         _stub_if_missing("six"),
         _stub_if_missing("six.moves", xrange=range),
@@ -133,6 +143,7 @@ def load_deepspeech(src: Path):
     ]
     if "six" in stubbed:
         sys.modules["six"].moves = sys.modules["six.moves"]
+    _register_package("deepspeech_pytorch", src / "deepspeech_pytorch")
     importlib.import_module("deepspeech_pytorch.configs")
     _load_train_config(src)
     model = importlib.import_module("deepspeech_pytorch.model")
@@ -220,24 +231,11 @@ def measure(step, batches: list, audio_seconds: list[float]) -> float:
 def ours_step(config: str, bf16: bool):
     cfg = load_config(config)
     tokenizer = CharTokenizer.english()
-    module = CTCModule(Recognizer(cfg, tokenizer)).train()
-    o = cfg.optim
-    decay = [p for p in module.parameters() if p.ndim >= 2]
-    no_decay = [p for p in module.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=o.lr,
-        betas=tuple(o.betas),
-        fused=True,
-    )
+    module = CTCModule(Recognizer(ModelSpec(cfg.features, cfg.model, tokenizer.to_dict())), cfg).train()
+    optimizer = build_optimizer(module, cfg.optim)
 
     def step(batch: Batch) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            losses, _, _ = module._shared_step(batch, train=True)
-        (losses.sum() / batch.target_lens.sum().clamp_min(1)).backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), o.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        module.fit_step(batch, optimizer, torch.bfloat16 if bf16 else None)
 
     return step, module, tokenizer
 

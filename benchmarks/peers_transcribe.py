@@ -14,7 +14,7 @@ waveforms to one fresh subprocess per system, so each system's import, load and 
 In the subprocess: "import s" times importing the system's library, "load s" building the model from disk;
 then one warm-up file (the first), then every file is transcribed one at a time and "RTF" = the summed
 processing seconds / the summed audio seconds (lower is faster; reading the files is not counted).
-"ours (batched)" runs the same files through `Recognizer.transcribe` in length-sorted batches instead.
+"ours (batched)" runs the same files through `Transcriber.transcribe` in length-sorted batches instead.
 Torch (`torch.set_num_threads`) and CTranslate2 (`cpu_threads`) get ``--threads`` threads, and every
 subprocess runs with OMP_NUM_THREADS set to it; PocketSphinx is single-threaded whatever the setting.
 "peak RSS" is the subprocess's own peak resident memory (VmHWM), the waveforms of all files included.
@@ -55,19 +55,23 @@ def _run_ours(args: argparse.Namespace, waves: list[np.ndarray]) -> dict:
     t = time.perf_counter()
     import torch
 
-    from asr.checkpoint import load_model
+    from asr.inference import Transcriber
 
     import_s = time.perf_counter() - t
     torch.set_num_threads(args.threads)
     t = time.perf_counter()
-    model = load_model(args.model)
+    model = Transcriber.load(args.model)
     load_s = time.perf_counter() - t
     if args.system == "ours-batched":
         model.transcribe(waves[:1])
         t = time.perf_counter()
-        hyps = model.transcribe(waves)
+        hyps = [r.text for r in model.transcribe(waves)]
         return {"import_s": import_s, "load_s": load_s, "proc_s": time.perf_counter() - t, "hyps": hyps}
-    return {"import_s": import_s, "load_s": load_s, **_per_file(lambda w: model.transcribe([w])[0], waves)}
+    return {
+        "import_s": import_s,
+        "load_s": load_s,
+        **_per_file(lambda w: model.transcribe([w])[0].text, waves),
+    }
 
 
 def _run_pocketsphinx(args: argparse.Namespace, waves: list[np.ndarray]) -> dict:

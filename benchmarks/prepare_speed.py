@@ -1,4 +1,4 @@
-"""LibriSpeech manifest speed: utterances per second that recipes/librispeech/prepare.py indexes.
+"""LibriSpeech manifest speed: utterances per second that asr.corpora.librispeech indexes.
 
 Usage:
     python benchmarks/prepare_speed.py --utts 5000 --jobs 4          # target: >= 500 utt/s
@@ -12,7 +12,6 @@ The files are written before the clock starts and are in the page cache, as on a
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import tempfile
 import time
 from pathlib import Path
@@ -20,10 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("librispeech_prepare", ROOT / "recipes/librispeech/prepare.py")
-prepare = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(prepare)
+from asr.corpora.librispeech import subset_entries
 
 
 def make_subset(folder: Path, utts: int, per_chapter: int = 50, seed: int = 0) -> None:
@@ -55,7 +51,7 @@ def main() -> None:
         times = []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            entries = prepare.subset_entries(folder, args.jobs)
+            entries = subset_entries(folder, args.jobs)
             times.append(time.perf_counter() - start)
         assert len(entries) == args.utts
     best = min(times)

@@ -69,11 +69,12 @@ def main() -> None:
             overrides = args.overrides + ([f"seed={seed}"] if seed is not None else [])
             with tempfile.TemporaryDirectory() as tmp:
                 r = run_budget(args.data_dir.resolve(), minutes, Path(tmp), overrides)
-            wers.append(r["test_wer"])
+            test = r["scores"]["test"]["greedy"]
+            wers.append(test["wer"])
             epoch = Path(r["best_checkpoint"]).name.split("-")[1]  # best-EPOCH-STEP.ckpt
             print(
                 f"{minutes:>10g}{'-' if seed is None else seed:>6}{r['train_wall_seconds']:>9.0f}"
-                f"{epoch:>11}{r['test_wer']:>12.2f}{r['test_cer']:>12.2f}",
+                f"{epoch:>11}{test['wer']:>12.2f}{test['cer']:>12.2f}",
                 flush=True,
             )
             print(f"  dev WER % by epoch: {r['dev_wer_by_epoch']}", flush=True)

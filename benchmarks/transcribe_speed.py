@@ -32,8 +32,7 @@ import soundfile as sf
 import torch
 
 from asr.audio import SAMPLE_RATE, load_audio
-from asr.checkpoint import load_model
-from asr.inference import transcribe_files
+from asr.inference import Transcriber
 from asr.manifest import read_manifest
 
 SENTENCES = (
@@ -88,7 +87,7 @@ def main() -> None:
 
 def manifest(args: argparse.Namespace) -> None:
     start = time.perf_counter()
-    model = load_model(args.model)
+    model = Transcriber.load(args.model)
     load_s = time.perf_counter() - start
     utts = read_manifest(args.manifest)
     paths = [u.audio_filepath for u in utts]
@@ -105,7 +104,7 @@ def manifest(args: argparse.Namespace) -> None:
         return statistics.median(times)
 
     rtf_model = timed(lambda: model.transcribe(waves)) / audio_s
-    rtf_files = timed(lambda: transcribe_files(model, paths)) / audio_s
+    rtf_files = timed(lambda: model.transcribe(paths)) / audio_s
     short = min(paths, key=lambda path: len(load_audio(path)))
     startup = []
     for _ in range(3):

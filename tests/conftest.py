@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,15 @@ TINY_MODEL = [
     "trainer.progress_bar=false",
     "trainer.log_every_n_steps=1",
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_store(tmp_path_factory) -> Path:
+    """A model store of the tests' own: recipes run by tests register there, never in the user's."""
+    home = tmp_path_factory.mktemp("asr_home")
+    os.environ["ASR_HOME"] = str(home)  # subprocesses inherit it
+    os.environ.pop("ASR_MODEL", None)
+    return home
 
 
 @pytest.fixture(scope="session")

@@ -68,7 +68,7 @@ NOTES = """
 - **Manifests** (`asr.manifest.read_manifest`): a list or `ManifestError("PATH:LINE: problem")` for any bytes.
   Training drops utterances it cannot use with a count per reason and skips unreadable audio, naming
   the file, in the main process and in DataLoader workers.
-- **LM and lexicon files** (`asr.decode.arpa_unigrams`, `asr.decode.read_lexicon`): a word list or
+- **LM and lexicon files** (`asr.decoding.lexicon`: `arpa_unigrams`, `read_lexicon`): a word list or
   `DecoderError("PATH[:LINE]: problem")` for any text, short 1-gram lines and bytes that are not UTF-8
   included (fuzzed).
 - **Checkpoints** (`asr.checkpoint`): `save_atomic` writes a temporary file, fsyncs it and renames it over
@@ -82,6 +82,33 @@ NOTES = """
   (`tests/test_download.py`).
 - **No shell**: no module in `asr/`, `tools/`, `recipes/` or `benchmarks/` calls `os.system`, `os.popen`
   or `subprocess` with `shell=True`; subprocesses get argument lists (checked by `tests/test_bad_input.py`).
+- **Outputs never destroy inputs** (`asr.outputs`): an output that resolves to an input (the same path,
+  a symbolic or hard link, a relative path) is refused with exit 6 before any work; `tools/score.py`,
+  `tools/build_lm.py` (`--out`, `--lexicon`) and `tools/average_checkpoints.py` check theirs, and
+  `average_checkpoints.py` never replaces a training checkpoint with an averaged model. Every output is
+  written to a temporary file, fsynced and renamed: a full disk leaves the old file (`tests/test_outputs.py`,
+  `tests/test_score.py`, `tests/test_tools.py`).
+- **A training run owns its exp_dir** (`asr.train`): `train.lock` is held with `flock` while a run trains;
+  a second run exits 6 naming the holder (pid, host, start time) and writes nothing; a killed run's lock
+  never blocks. `last.ckpt` holds the latest epoch whatever the validation metric did (and the latest step
+  with `trainer.checkpoint_every_n_steps`); a resume appends to `logs/metrics.csv`; a resume whose feature,
+  model or tokenizer settings differ from `last.ckpt`'s exits 3 before anything is written; a copied or
+  moved exp_dir resumes with its own checkpoint paths (`tests/test_resume.py`).
+- **Settings** (`asr.config.validate`): every value whose type does not make it valid is checked against a
+  table (sizes and counts, rates, learning rate, betas, precision, accelerator, devices, durations, speed
+  factors, ...), the feature and model sections by `asr.spec`; YAML syntax errors name the file and line.
+  All exit 3 with one line naming the key (`tests/test_config.py`).
+- **Training data and devices**: training or validation data that is missing, not set, empty or all
+  filtered out exits 5; data none of whose audio can be read exits 1; `trainer.accelerator=cuda` on a
+  machine without a GPU exits 2 (`tests/test_train_errors.py`).
+- **Every entry point** (each `asr` subcommand and tools/ script) given a missing input, an output it
+  cannot write and a full standard output (`> /dev/full`) ends with its exit code and one `error:` line
+  (`tests/test_entry_points.py`).
+- **Audio headers**: a WAV whose header declares fewer samples than the file holds (beyond 10 ms) is refused
+  like a truncated one (`tests/test_audio.py`).
+- **Scores**: with no reference words WER is undefined: "n/a", `null` in JSON, never "400%"; `tools/score.py`
+  reads a first word as an id only when every line's has the shape of one (not "2nd" or "1990s"), and
+  refuses a pair read as ids beside plain text as ambiguous (exit 2, `tests/test_score.py`).
 - **Non-finite training steps**: a batch whose loss or gradient is NaN/inf is skipped and counted, and the
   weights are unchanged (`tests/test_lightning.py`).
 

@@ -1,12 +1,14 @@
-"""recipes/an4/prepare.py on a tiny fake AN4 tree in CMU's layout, read in place or served on loopback."""
+"""AN4 preparation (asr.corpora.an4, recipes/an4/prepare.py) on a tiny fake AN4 tree in CMU's layout, read in
+place or served on loopback."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import json
 import os
+import subprocess
+import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -17,13 +19,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from asr.corpora import PrepareError
+from asr.corpora import an4 as prepare
 from asr.download import DownloadError
+from asr.errors import EXIT_DATA
 
-_spec = importlib.util.spec_from_file_location(
-    "an4_prepare", Path(__file__).parents[1] / "recipes/an4/prepare.py"
-)
-prepare = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(prepare)
+PREPARE = Path(__file__).parents[1] / "recipes/an4/prepare.py"
 
 # split -> speaker -> [(utterance id, transcription line text, expected manifest text, seconds)]
 UTTERANCES = {
@@ -126,10 +127,23 @@ def test_bad_audio_and_lines_are_reported_and_skipped(tmp_path, capsys):
 def test_missing_etc_file_is_a_clear_error(tmp_path, capsys):
     data = make_an4(tmp_path / "an4")
     (data / "etc/an4_test.fileids").unlink()
-    with pytest.raises(prepare.PrepareError, match=r"missing .*an4_test\.fileids.*--data-dir must point"):
+    with pytest.raises(PrepareError, match=r"missing .*an4_test\.fileids.*--data-dir must point"):
         prepare.prepare_an4(tmp_path / "out", data)
-    with pytest.raises(SystemExit, match="error: not an AN4 tree"):
-        prepare.main(["--out-dir", str(tmp_path / "out"), "--data-dir", str(tmp_path / "nowhere")])
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(PREPARE),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--data-dir",
+            str(tmp_path / "no"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert out.returncode == EXIT_DATA and out.stderr.startswith("error: not an AN4 tree")
+    assert len(out.stderr.splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 

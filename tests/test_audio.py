@@ -1,6 +1,9 @@
+import struct
+
 import numpy as np
 import pytest
 import soundfile as sf
+from reliability import record
 
 from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio, stream_audio
 
@@ -104,3 +107,45 @@ def test_stream_refuses_what_load_audio_refuses(tmp_path):
         assert str(e.value).startswith(str(tmp_path / name)) and problem in str(e.value), str(e.value)
     with pytest.raises(AudioError, match="file not found"):
         stream_audio(tmp_path / "missing.wav")  # a bad header is refused before any piece is asked for
+
+
+def _declared(path, samples: int, tail: bytes = b"", riff: bool = False) -> None:
+    """Rewrite a 16-bit mono WAV's data chunk size to ``samples`` (and append ``tail``)."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"data")
+    data[at + 4 : at + 8] = struct.pack("<I", 2 * samples)
+    if riff:
+        data[4:8] = struct.pack("<I", at + 8 + 2 * samples - 8)
+    path.write_bytes(bytes(data) + tail)
+
+
+# (case, declared samples, bytes appended, expected samples or None for refused)
+HEADER_CASES = [
+    ("declares 50 of 16000", 50, b"", None),
+    ("declares 50 of 16000, RIFF size too", 50, b"", None),
+    ("declares 15000 of 16000", 15000, b"", None),
+    ("declares all 16000", 16000, b"", 16000),
+    ("odd pad byte after the data", 16000, b"\0", 16000),
+    ("a LIST chunk after the data", 16000, b"LIST\x04\0\0\0INFO", 16000),
+    ("declares one sample less", 15999, b"", 15999),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "declared", "tail", "expected"), HEADER_CASES, ids=[c[0] for c in HEADER_CASES]
+)
+def test_header_declaring_less_audio_than_the_file_holds(tmp_path, name, declared, tail, expected):
+    path = tmp_path / "a.wav"
+    sf.write(path, _tone(SAMPLE_RATE, seconds=1.0), SAMPLE_RATE, subtype="PCM_16")
+    _declared(path, declared, tail, riff="RIFF" in name)
+    try:
+        wave = load_audio(path)
+    except AudioError as e:
+        record("audio files: header length vs data", "AudioError")
+        assert expected is None, e
+        assert str(e) == f"{path}: corrupt header: it declares {declared} samples, but about 16000 follow it"
+        with pytest.raises(AudioError, match="corrupt header"):
+            stream_audio(path)
+        return
+    record("audio files: header length vs data", "waveform")
+    assert expected is not None and len(wave) == expected

@@ -26,8 +26,8 @@ from reliability import record
 from torch.utils.data import DataLoader
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
-from asr.cli import EXIT_BAD_AUDIO, EXIT_MANIFEST
 from asr.data import AsrDataset, collate, select_utterances
+from asr.errors import EXIT_AUDIO, EXIT_DATA
 from asr.manifest import ManifestError, Utterance, read_manifest
 from asr.text import CharTokenizer
 
@@ -225,7 +225,7 @@ def test_cli_transcribes_good_files_and_names_each_bad_one(audio_files, trained_
         text=True,
         timeout=300,
     )
-    assert out.returncode == EXIT_BAD_AUDIO, out.stderr[-2000:]
+    assert out.returncode == EXIT_AUDIO, out.stderr[-2000:]
     errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
     transcribed = [line.split("\t")[0] for line in out.stdout.splitlines()]
     good = [str(p) for c, p in zip(CASES, paths) if c.problem is None]
@@ -304,7 +304,7 @@ def test_evaluate_bad_manifest_exit_code(trained_model, tmp_path):
         text=True,
         timeout=120,
     )
-    assert out.returncode == EXIT_MANIFEST
+    assert out.returncode == EXIT_DATA
     assert out.stderr.strip() == f"error: {tmp_path / 'm.jsonl'}:2: not valid UTF-8 (byte 6)"
     record("manifest lines: asr evaluate", "error line, exit 5")
 

@@ -4,14 +4,10 @@ import math
 import pytest
 import torch
 
-from asr.decode import (
-    CTCDecoder,
-    DecoderConfig,
-    DecoderError,
-    decode_batch,
-    greedy_decode,
-    write_lexicon,
-)
+from asr.decoding import DecodePool, DecoderConfig, DecoderError, Hypothesis
+from asr.decoding.beam import BeamSearch
+from asr.decoding.greedy import greedy_ids
+from asr.decoding.lexicon import write_lexicon
 from asr.lm import build_arpa
 from asr.text import BLANK_ID, CharTokenizer
 
@@ -48,6 +44,12 @@ def _spelled(text: str, p: float = 0.98) -> list[dict[str, float]]:
     return frames
 
 
+def _decode(config: DecoderConfig, log_probs: torch.Tensor, lens: torch.Tensor) -> list[list[Hypothesis]]:
+    """Decode a batch (B, T, V) through the pool, in this process."""
+    with DecodePool(TOKENIZER) as pool:
+        return pool.decode(config, [(lp.numpy(), n) for lp, n in zip(log_probs, lens.tolist())])
+
+
 AMBIGUOUS = _spelled("the c") + [{"a": 0.6, "u": 0.4}] + _spelled("t")  # greedy: "the cat"
 
 
@@ -58,10 +60,10 @@ def test_beam_without_lm_equals_greedy_on_peaked_emissions():
     log_probs.scatter_(2, paths[..., None], 0.0)
     log_probs = log_probs.log_softmax(-1)
     lens = torch.tensor([30, 25, 12, 1])
-    greedy = CTCDecoder(TOKENIZER, DecoderConfig()).decode(log_probs, lens)
-    beam = CTCDecoder(TOKENIZER, DecoderConfig(kind="beam", beam_size=8)).decode(log_probs, lens)
+    greedy = _decode(DecoderConfig(), log_probs, lens)
+    beam = _decode(DecoderConfig(kind="beam", beam_size=8), log_probs, lens)
     assert [h[0].tokens for h in beam] == [h[0].tokens for h in greedy]
-    assert [h[0].text for h in beam] == [TOKENIZER.decode(ids) for ids in greedy_decode(log_probs, lens)]
+    assert [h[0].text for h in beam] == [TOKENIZER.decode(ids) for ids in greedy_ids(log_probs, lens)]
     assert [h[0].score for h in beam] == pytest.approx([h[0].score for h in greedy], abs=1e-4)  # best path
     assert any(len(h[0].tokens) > 5 for h in greedy)
 
@@ -69,19 +71,17 @@ def test_beam_without_lm_equals_greedy_on_peaked_emissions():
 @pytest.mark.parametrize("lexicon_free", [False, True], ids=["lexicon-from-lm", "lexicon-free"])
 def test_lm_flips_an_acoustically_ambiguous_word(lm, lexicon_free):
     lp, lens = _frames(AMBIGUOUS)[None], torch.tensor([len(AMBIGUOUS)])
-    greedy = CTCDecoder(TOKENIZER, DecoderConfig()).decode(lp, lens)[0]
-    no_lm = CTCDecoder(TOKENIZER, DecoderConfig(kind="beam")).decode(lp, lens)[0]
-    with_lm = CTCDecoder(TOKENIZER, DecoderConfig(kind="beam", lm=lm, lexicon_free=lexicon_free))
+    greedy = _decode(DecoderConfig(), lp, lens)[0]
+    no_lm = _decode(DecoderConfig(kind="beam"), lp, lens)[0]
+    with_lm = _decode(DecoderConfig(kind="beam", lm=lm, lexicon_free=lexicon_free), lp, lens)[0]
     assert greedy[0].text == no_lm[0].text == "the cat"
-    assert with_lm.decode(lp, lens)[0][0].text == "the cut"
+    assert with_lm[0].text == "the cut"
 
 
 def test_lexicon_and_lexicon_free_word_lm_score_alike(lm):
     lp, lens = _frames(AMBIGUOUS)[None], torch.tensor([len(AMBIGUOUS)])
     scores = [
-        CTCDecoder(TOKENIZER, DecoderConfig(kind="beam", lm=lm, lexicon_free=free, word_score=0.5))
-        .decode(lp, lens)[0][0]
-        .score
+        _decode(DecoderConfig(kind="beam", lm=lm, lexicon_free=free, word_score=0.5), lp, lens)[0][0].score
         for free in (False, True)
     ]
     assert scores[0] == pytest.approx(scores[1], abs=1e-4)
@@ -91,9 +91,9 @@ def test_lexicon_constrains_the_words(tmp_path):
     write_lexicon(tmp_path / "lexicon.txt", ["cat", "cut", "dot"])
     frames = _spelled("dog cut")
     lp, lens = _frames(frames)[None], torch.tensor([len(frames)])
-    assert CTCDecoder(TOKENIZER, DecoderConfig()).decode(lp, lens)[0][0].text == "dog cut"
+    assert _decode(DecoderConfig(), lp, lens)[0][0].text == "dog cut"
     config = DecoderConfig(kind="beam", lexicon=str(tmp_path / "lexicon.txt"), nbest=5)
-    hyps = CTCDecoder(TOKENIZER, config).decode(lp, lens)[0]
+    hyps = _decode(config, lp, lens)[0]
     assert hyps[0].text == "dot cut"
     assert all(set(h.text.split()) <= {"cat", "cut", "dot"} for h in hyps)
 
@@ -101,7 +101,7 @@ def test_lexicon_constrains_the_words(tmp_path):
 def test_nbest_is_sorted_and_distinct(lm):
     lp, lens = _frames(AMBIGUOUS)[None], torch.tensor([len(AMBIGUOUS)])
     for config in (DecoderConfig(kind="beam", nbest=5), DecoderConfig(kind="beam", lm=lm, nbest=5)):
-        hyps = CTCDecoder(TOKENIZER, config).decode(lp, lens)[0]
+        hyps = _decode(config, lp, lens)[0]
         assert len(hyps) == 5
         assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
         assert len({h.text for h in hyps}) == 5
@@ -115,8 +115,10 @@ def test_parallel_decode_equals_in_process(lm):
         log_probs = (torch.randn(n + 3, V, generator=g) * 3).log_softmax(-1)  # 3 frames of padding
         emissions.append((log_probs.numpy(), n))
     config = DecoderConfig(kind="beam", lm=lm, lexicon_free=True, beam_size=10, nbest=3)
-    in_process = decode_batch(TOKENIZER, config, emissions, processes=1)
-    assert decode_batch(TOKENIZER, config, emissions, processes=2) == in_process
+    with DecodePool(TOKENIZER) as pool:
+        in_process = pool.decode(config, emissions)
+    with DecodePool(TOKENIZER, processes=2) as pool:
+        assert pool.decode(config, emissions) == in_process
     assert len(in_process) == 6 and all(1 <= len(h) <= 3 for h in in_process)
 
 
@@ -128,17 +130,17 @@ def test_bad_settings_fail_early(tmp_path):
     with pytest.raises(DecoderError, match="not both"):
         DecoderConfig(kind="beam", lexicon="lexicon.txt", lexicon_free=True)
     with pytest.raises(DecoderError, match="not found"):
-        CTCDecoder(TOKENIZER, DecoderConfig(kind="beam", lm=str(tmp_path / "missing.arpa")))
+        BeamSearch(TOKENIZER, DecoderConfig(kind="beam", lm=str(tmp_path / "missing.arpa")))
     (tmp_path / "unigram.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\n-1.0\tfoo\n\n\\end\\\n")
     with pytest.raises(DecoderError, match="cannot load the LM: .*bigram"):
-        CTCDecoder(TOKENIZER, DecoderConfig(kind="beam", lm=str(tmp_path / "unigram.arpa")))
+        BeamSearch(TOKENIZER, DecoderConfig(kind="beam", lm=str(tmp_path / "unigram.arpa")))
     (tmp_path / "lm.bin").write_bytes(b"mmap lm http://kheafield.com/code format version 5\n\0\0")
     with pytest.raises(DecoderError, match="needs a lexicon"):
-        CTCDecoder(TOKENIZER, DecoderConfig(kind="beam", lm=str(tmp_path / "lm.bin")))
+        BeamSearch(TOKENIZER, DecoderConfig(kind="beam", lm=str(tmp_path / "lm.bin")))
 
 
 def _best(config: DecoderConfig, frames: list[dict[str, float]]) -> tuple[str, float]:
-    hyp = CTCDecoder(TOKENIZER, config).decode(_frames(frames)[None], torch.tensor([len(frames)]))[0][0]
+    hyp = BeamSearch(TOKENIZER, config)(_frames(frames))[0]
     return hyp.text, hyp.score
 
 
@@ -177,4 +179,18 @@ def test_bad_hotwords_fail_early():
     with pytest.raises(DecoderError, match="one word"):
         DecoderConfig(kind="beam", hotwords=(("new york", 1.0),))
     with pytest.raises(DecoderError, match="hotword 'café': has characters the model cannot spell"):
-        CTCDecoder(TOKENIZER, DecoderConfig(kind="beam", hotwords=(("café", 1.0),)))
+        BeamSearch(TOKENIZER, DecoderConfig(kind="beam", hotwords=(("café", 1.0),)))
+
+
+def test_pool_prepare_fails_before_any_decoding(tmp_path):
+    with DecodePool(TOKENIZER) as pool, pytest.raises(DecoderError, match="missing.arpa: LM file not found"):
+        pool.prepare(DecoderConfig(kind="beam", lm=str(tmp_path / "missing.arpa")))
+
+
+def test_decoder_errors_are_usage_errors():
+    from asr.errors import UsageError
+
+    assert issubclass(DecoderError, UsageError) and DecoderError("x").exit_code == 2
+    for bad in (dict(beam_threshold=0.0), dict(lm_weight=math.nan), dict(beam_size_token=0)):
+        with pytest.raises(DecoderError):
+            DecoderConfig(kind="beam", **bad)

@@ -3,14 +3,14 @@ import math
 import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary
 
-from asr.decode import CTCDecoder, DecoderConfig, read_lexicon
-from asr.lm import best_weights, tune_weights
+from asr.decoding import DecoderConfig
+from asr.decoding.beam import BeamSearch
+from asr.decoding.lexicon import read_lexicon
 from asr.text import CharTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,6 @@ def _tool(name: str):
 
 
 build_lm = _tool("build_lm")
-tune_lm = _tool("tune_lm")
 
 
 class Arpa:
@@ -135,31 +134,4 @@ def test_cli_writes_arpa_and_lexicon_that_flashlight_loads(tmp_path):
     assert logp == pytest.approx(math.log10(lm.prob("cat", ("the",))), abs=1e-5)
     # and torchaudio's ctc_decoder takes it, with our lexicon
     config = DecoderConfig(kind="beam", lm=str(arpa), lexicon=str(lexicon))
-    decoder = CTCDecoder(CharTokenizer.english(), config)
-    assert decoder.decode(torch.zeros(1, 4, 29).log_softmax(-1), torch.tensor([4]))[0]
-
-
-def test_grid_search_finds_the_lm_weight_that_fixes_an_ambiguous_word(tmp_path):
-    tokenizer = CharTokenizer.english()
-    (tmp_path / "lm.arpa").write_text(build_lm.build_arpa(["the cut"] * 5 + ["the cat sat"], 2))
-    frames = np.full((7, tokenizer.vocab_size), -30.0, np.float32)
-    for t, c in enumerate("the cat"):
-        frames[t, tokenizer.symbols.index(c)] = 0.0
-    frames[5, tokenizer.symbols.index("u")] = math.log(0.4)  # "a" 0.6, "u" 0.4: greedy says "cat"
-    frames[5, tokenizer.symbols.index("a")] = math.log(0.6)
-    base = DecoderConfig(kind="beam", lm=str(tmp_path / "lm.arpa"))
-    results = tune_weights(tokenizer, [(frames, 7)], ["the cut"], base, [0.0, 2.0], [0.0, 1.0])
-    assert [(w, s) for w, s, _ in results] == [(0.0, 0.0), (0.0, 1.0), (2.0, 0.0), (2.0, 1.0)]
-    assert [c.word_errors for _, _, c in results] == [1, 1, 0, 0]
-    assert best_weights(results)[:2] == (2.0, 0.0)
-
-
-def test_tune_lm_script_runs(trained_model, corpus, tmp_path, capsys):
-    from asr.manifest import read_manifest
-
-    texts = [u.text for u in read_manifest(corpus["train"])]
-    (tmp_path / "lm.arpa").write_text(build_lm.build_arpa(texts, 2), encoding="utf-8")
-    argv = [str(corpus["dev"]), "--model", str(trained_model), "--lm", str(tmp_path / "lm.arpa")]
-    assert tune_lm.main([*argv, "--lm-weights", "0,1", "--word-scores", "0", "--beam-size", "8"]) == 0
-    out = capsys.readouterr().out
-    assert "greedy" in out and out.count("lm_weight") == 2 and "best: --lm-weight" in out
+    assert BeamSearch(CharTokenizer.english(), config)(torch.zeros(4, 29).log_softmax(-1))

@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -12,8 +13,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr.cli import EXIT_BAD_AUDIO, EXIT_CHECKPOINT, EXIT_CONFIG, EXIT_MANIFEST, EXIT_OUTPUT, EXIT_USAGE
-from asr.inference import output_paths
+from asr.errors import (
+    EXIT_AUDIO,
+    EXIT_CHECKPOINT,
+    EXIT_CONFIG,
+    EXIT_DATA,
+    EXIT_OUTPUT,
+    EXIT_USAGE,
+    UsageError,
+)
+from asr.inference import Transcriber, output_paths
 from asr.manifest import read_manifest
 
 
@@ -59,7 +68,7 @@ def test_transcribe_bad_inputs(trained_model, corpus, tmp_path):
         "--model",
         trained_model,
     )
-    assert out.returncode == EXIT_BAD_AUDIO
+    assert out.returncode == EXIT_AUDIO
     errors = out.stderr.strip().splitlines()
     assert errors[-3:] == [
         f"error: {tmp_path / 'missing.wav'}: file not found",
@@ -94,7 +103,7 @@ def test_evaluate_prints_wer_and_writes_report(trained_model, corpus, tmp_path):
 def test_evaluate_bad_manifest(trained_model, tmp_path):
     (tmp_path / "m.jsonl").write_text('{"audio_filepath": "a.wav"}\n')
     out = asr("evaluate", tmp_path / "m.jsonl", "--model", trained_model)
-    assert out.returncode == EXIT_MANIFEST
+    assert out.returncode == EXIT_DATA
     assert out.stderr.strip() == f"error: {tmp_path / 'm.jsonl'}:1: missing key(s) duration, text"
 
 
@@ -141,7 +150,7 @@ def test_output_paths_keep_same_named_files_of_different_folders_apart(tmp_path)
     assert output_paths(inputs[1:2], "out", ".srt") == [Path("out/a.srt")]  # one folder: no subfolders
     assert output_paths([inputs[0], inputs[0]], "out", ".txt") == [Path("out/a.txt")] * 2  # same file twice
     with pytest.raises(
-        ValueError, match=re.escape(f"{inputs[0]} and {inputs[0].with_suffix('.flac')} would both be")
+        UsageError, match=re.escape(f"{inputs[0]} and {inputs[0].with_suffix('.flac')} would both be")
     ):
         output_paths([inputs[0], inputs[0].with_suffix(".flac")], "out", ".txt")
 
@@ -187,7 +196,7 @@ def test_output_dir_never_overwrites_a_transcript(trained_model, corpus, tmp_pat
     [
         (["model.rnn_type=transformer"], EXIT_CONFIG, "rnn_type"),
         (["model.nope=1"], EXIT_CONFIG, "nope"),
-        (["data.train_manifest=/nonexistent.jsonl"], EXIT_MANIFEST, "/nonexistent.jsonl: manifest not found"),
+        (["data.train_manifest=/nonexistent.jsonl"], EXIT_DATA, "/nonexistent.jsonl: manifest not found"),
     ],
 )
 def test_train_bad_config(tmp_path, args, code, message):
@@ -217,6 +226,8 @@ def test_train_writes_resolved_config_and_resumes(corpus, tiny_model, tmp_path):
 
 def test_usage_error():
     out = asr("transcribe")
+    assert out.returncode == EXIT_USAGE and out.stderr == "error: give audio files or --manifest\n"
+    out = asr("transcribe", "--bogus-option")
     assert out.returncode == EXIT_USAGE and "usage:" in out.stderr
 
 
@@ -257,12 +268,6 @@ def test_evaluate_with_beam_search_and_lm(trained_model, corpus, tmp_path):
     assert bad.returncode == EXIT_USAGE and "beam" in bad.stderr
 
 
-def test_cli_window_defaults_are_the_library_defaults():
-    from asr import cli, longform
-
-    assert (cli.WINDOW_S, cli.OVERLAP_S) == (longform.WINDOW_S, longform.OVERLAP_S)
-
-
 @pytest.fixture(scope="module")
 def long_wav(corpus, tmp_path_factory):
     """The test utterances end to end (longer than a 5 s window), and its duration."""
@@ -276,14 +281,11 @@ def long_wav(corpus, tmp_path_factory):
 
 
 def test_transcribe_long_file_in_windows(memorised, long_wav):
-    from asr.checkpoint import load_model
-    from asr.inference import transcribe_files
-
     model, (path, duration) = memorised[0], long_wav
     out = asr("transcribe", path, "--model", model, "--json", "--timestamps", "--window", 5, "--overlap", 1)
     assert out.returncode == 0, out.stderr[-2000:]
     row = json.loads(out.stdout)
-    (expected,) = transcribe_files(load_model(model), [path], timestamps=True, window_s=5, overlap_s=1)
+    (expected,) = Transcriber.load(model).transcribe([path], timestamps=True, window_s=5, overlap_s=1)
     assert [(w["word"], w["start"], w["end"]) for w in row["words"]] == [
         (w.text, w.start, w.end) for w in expected.words
     ]
@@ -292,8 +294,10 @@ def test_transcribe_long_file_in_windows(memorised, long_wav):
     assert row["words"][0]["start"] >= 0 and row["words"][-1]["end"] <= duration
     srt = asr("transcribe", path, "--model", model, "--format", "srt", "--window", 5, "--overlap", 1)
     assert srt.returncode == 0 and srt.stdout.startswith("1\n00:00:")
-    bad = asr("transcribe", path, "--model", model, "--window", 5, "--overlap", 5)
-    assert bad.returncode == EXIT_USAGE and "--overlap" in bad.stderr
+    for window, overlap in ((5, 5), (0.5, 0.49999), (0.00001, 0)):  # hops of 0 samples: would never end
+        bad = asr("transcribe", path, "--model", model, "--window", window, "--overlap", overlap, timeout=60)
+        assert bad.returncode == EXIT_USAGE, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1 and "window" in bad.stderr
 
 
 def test_transcribe_manifest_in_order_with_beam_search(trained_model, corpus, tmp_path):
@@ -301,13 +305,13 @@ def test_transcribe_manifest_in_order_with_beam_search(trained_model, corpus, tm
     lines = [{"audio_filepath": u.audio_filepath} for u in utts] + [{"audio_filepath": "missing.wav"}]
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     out = asr("transcribe", "--manifest", tmp_path / "m.jsonl", "--model", trained_model, "--decoder", "beam")
-    assert out.returncode == EXIT_BAD_AUDIO
+    assert out.returncode == EXIT_AUDIO
     assert [line.split("\t")[0] for line in out.stdout.splitlines()] == [u.audio_filepath for u in utts]
     assert out.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'missing.wav'}: file not found"
     assert "%|" not in out.stderr  # no progress bar when stderr is not a terminal
     (tmp_path / "bad.jsonl").write_text('{"audio_filepath": 3}\n')
     bad = asr("transcribe", "--manifest", tmp_path / "bad.jsonl", "--model", trained_model)
-    assert bad.returncode == EXIT_MANIFEST and f"{tmp_path / 'bad.jsonl'}:1: audio_filepath" in bad.stderr
+    assert bad.returncode == EXIT_DATA and f"{tmp_path / 'bad.jsonl'}:1: audio_filepath" in bad.stderr
     assert asr("transcribe", "--model", trained_model).returncode == EXIT_USAGE
 
 
@@ -337,3 +341,100 @@ def test_hotword_option():
     assert out.returncode == EXIT_USAGE and "WORD:BONUS" in out.stderr
     out = asr("evaluate", "m.jsonl", "--model", "m.pt", "--hotword", "cut")
     assert out.returncode == EXIT_USAGE and "beam" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("bogus", "device 'bogus': not a torch device"), ("cuda:7", "device 'cuda:7': ")],
+)
+def test_bad_device_is_a_usage_error_in_one_line(trained_model, corpus, device, message):
+    good = read_manifest(corpus["test"])[0].audio_filepath
+    for command in (["transcribe", good], ["evaluate", corpus["test"]]):
+        out = asr(*command, "--model", trained_model, "--device", device)
+        assert out.returncode == EXIT_USAGE, out.stderr
+        assert out.stderr.strip().splitlines() == [out.stderr.strip()] and message in out.stderr
+
+
+def test_outputs_never_replace_inputs(trained_model, corpus, tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    shutil.copy(corpus["test"], manifest)
+    (tmp_path / "link.jsonl").symlink_to(manifest)
+    before = manifest.read_bytes()
+    for report in (manifest, tmp_path / "link.jsonl", tmp_path / "." / "m.jsonl", trained_model):
+        out = asr("evaluate", manifest, "--model", trained_model, "--report", report)
+        assert out.returncode == EXIT_OUTPUT, out.stderr
+        assert (
+            out.stderr.strip().splitlines() == [out.stderr.strip()] and "refusing to overwrite" in out.stderr
+        )
+    assert manifest.read_bytes() == before
+    size = trained_model.stat().st_size
+    out = asr("export", trained_model, trained_model)
+    assert out.returncode == EXIT_OUTPUT and "refusing to overwrite the input" in out.stderr
+    shutil.copy(trained_model, tmp_path / "last.ckpt")
+    out = asr("export", trained_model, tmp_path / "last.ckpt")
+    assert out.returncode == EXIT_OUTPUT and "is a training checkpoint" in out.stderr
+    assert trained_model.stat().st_size == size == (tmp_path / "last.ckpt").stat().st_size
+
+
+def test_evaluate_empty_manifest_is_a_data_error(trained_model, tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    out = asr("evaluate", tmp_path / "empty.jsonl", "--model", trained_model)
+    assert out.returncode == EXIT_DATA and "WER" not in out.stdout
+    assert out.stderr.strip() == f"error: {tmp_path / 'empty.jsonl'}: no utterances to evaluate"
+
+
+def test_output_dir_writes_what_it_can_and_reports_the_rest(trained_model, corpus, tmp_path):
+    files = [u.audio_filepath for u in read_manifest(corpus["test"])[:3]]
+    for k, source in enumerate(files):
+        shutil.copy(source, tmp_path / f"f{k}.wav")
+    inputs = [tmp_path / f"f{k}.wav" for k in range(3)]
+    (tmp_path / "out" / "f1.txt").mkdir(parents=True)  # this transcript cannot be written
+    out = asr(
+        "transcribe",
+        *inputs,
+        tmp_path / "missing.wav",
+        "--model",
+        trained_model,
+        "--output-dir",
+        tmp_path / "out",
+    )
+    assert out.returncode == EXIT_OUTPUT, out.stderr
+    assert (tmp_path / "out" / "f0.txt").is_file() and (tmp_path / "out" / "f2.txt").is_file()
+    errors = out.stderr.strip().splitlines()
+    assert f"error: {tmp_path / 'missing.wav'}: file not found" in errors
+    assert any(line.startswith(f"error: {tmp_path / 'out' / 'f1.txt'}: cannot write") for line in errors)
+    assert errors[-1] == "error: 1 of 4 transcript(s) could not be written; the others were"
+    assert "Traceback" not in out.stderr
+
+
+def test_file_name_that_is_not_utf8_is_reported_like_any_file(trained_model, corpus, tmp_path):
+    good = read_manifest(corpus["test"])[0].audio_filepath
+    odd = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.wav")  # Latin-1 bytes: not UTF-8
+    out = subprocess.run(
+        [sys.executable, "-m", "asr.cli", "transcribe", odd, good, "--model", str(trained_model), "--json"],
+        capture_output=True,
+        timeout=120,
+    )
+    assert out.returncode == EXIT_AUDIO, out.stderr
+    stderr, stdout = out.stderr.decode(), out.stdout.decode()  # both valid UTF-8
+    assert stderr.strip() == f"error: {tmp_path}/caf\\xe9.wav: file not found"
+    assert [json.loads(line)["audio_filepath"] for line in stdout.splitlines()] == [good]
+    shutil.copy(good, os.fsencode(odd))
+    out = subprocess.run(
+        [sys.executable, "-m", "asr.cli", "transcribe", odd, good, "--model", str(trained_model), "--json"],
+        capture_output=True,
+        timeout=120,
+    )
+    assert b"Traceback" not in out.stderr and out.returncode in (0, EXIT_AUDIO)
+    rows = [json.loads(line) for line in out.stdout.decode().splitlines()]
+    assert rows[-1]["audio_filepath"] == good  # the other file is transcribed whatever became of the odd one
+    assert all(line.startswith("error: ") for line in out.stderr.decode().strip().splitlines())
+
+
+def test_nbest_in_json(trained_model, corpus):
+    good = read_manifest(corpus["test"])[0].audio_filepath
+    out = asr("transcribe", good, "--model", trained_model, "--decoder", "beam", "--nbest", 3, "--json")
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)
+    assert len(row["nbest"]) == 3 and row["nbest"][0]["text"] == row["text"]
+    assert [h["score"] for h in row["nbest"]] == sorted((h["score"] for h in row["nbest"]), reverse=True)

@@ -5,17 +5,21 @@ import random
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
+from asr.batching import pack_sorted, zero_pad
+from asr.config import DataConfig
 from asr.data import (
+    AsrDataModule,
     AsrDataset,
     DurationBatchSampler,
     collate,
-    ctc_min_frames,
     padding_fraction,
     select_utterances,
 )
+from asr.errors import DataError
 from asr.manifest import ManifestError, Utterance, read_manifest, write_manifest
-from asr.text import CharTokenizer
+from asr.text import CharTokenizer, ctc_min_frames
 
 
 def _durations(n=2000, seed=0):
@@ -172,3 +176,28 @@ def test_speed_factor_travels_with_the_batch(tmp_path):
     assert ds[0].speed == 1.0 and ds[(0, 0.9)].speed == 0.9
     batch = collate([ds[(0, 1.1)], ds[(1, 1.1)]])
     assert batch.speed == 1.1 and batch.wave_lens.tolist() == [16000, 16000]  # applied on the device
+
+
+def test_pack_sorted_and_zero_pad():
+    assert pack_sorted([3.0, 1.0, 2.0, 10.0, 1.0], budget=4.0) == [
+        [1, 4],
+        [2],
+        [0],
+        [3],
+    ]  # 10 alone: over budget
+    assert pack_sorted([], 4.0) == []
+    padded = zero_pad([torch.tensor([1, 2]), torch.tensor([3])], width=4)
+    assert padded.tolist() == [[1, 2, 0, 0], [3, 0, 0, 0]] and padded.dtype == torch.long
+    assert zero_pad([torch.tensor([], dtype=torch.long)], width=1).shape == (1, 1)
+
+
+def test_missing_or_unusable_data_is_a_data_error(tmp_path):
+    module = AsrDataModule(DataConfig(), CharTokenizer.english(), lambda d: 10**9)
+    with pytest.raises(DataError, match="data.train_manifest is not set"):
+        module.dataset("train")
+    write_manifest(tmp_path / "m.jsonl", [{"audio_filepath": "a.wav", "duration": 50.0, "text": "too long"}])
+    module = AsrDataModule(
+        DataConfig(train_manifest=str(tmp_path / "m.jsonl")), CharTokenizer.english(), lambda d: 1
+    )
+    with pytest.raises(DataError, match="m.jsonl: no usable utterances"):
+        module.dataset("train")

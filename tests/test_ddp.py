@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from asr.audio import load_audio
-from asr.checkpoint import load_model
+from asr.checkpoint import load_recognizer
 from asr.config import load_config
 from asr.manifest import read_manifest
 from asr.text import BLANK_ID
@@ -79,7 +79,7 @@ def _common(corpus, tiny_model, exp: Path) -> list[str]:
 
 def _ctc_loss(checkpoint: Path, manifest: Path, weights: Path) -> float:
     """Mean CTC loss per target token of the model in ``weights`` over ``manifest``."""
-    model = load_model(checkpoint)
+    model = load_recognizer(checkpoint)
     model.load_state_dict(torch.load(weights, weights_only=True))
     total, tokens = 0.0, 0
     with torch.inference_mode():

@@ -1,7 +1,10 @@
 import pytest
 import torch
 
-from asr.decode import DecoderError, arpa_unigrams, greedy_decode, read_lexicon
+from asr.decoding import DecoderError
+from asr.decoding.greedy import greedy_hypotheses, greedy_ids
+from asr.decoding.lexicon import arpa_unigrams, read_lexicon
+from asr.text import CharTokenizer
 
 
 def _emissions(paths: list[list[int]], vocab: int = 5) -> torch.Tensor:
@@ -22,18 +25,18 @@ def test_hand_computed_cases():
         [2, 2, 2, 2],  # -> 2
     ]
     lens = torch.tensor([7, 3, 5, 4])
-    assert greedy_decode(_emissions(paths), lens) == [[1, 1, 2], [], [3, 3, 4], [2]]
+    assert greedy_ids(_emissions(paths), lens) == [[1, 1, 2], [], [3, 3, 4], [2]]
 
 
 def test_frames_beyond_length_are_ignored():
     paths = [[1, 2, 3, 4], [1, 2, 3, 4]]
-    assert greedy_decode(_emissions(paths), torch.tensor([4, 2])) == [[1, 2, 3, 4], [1, 2]]
+    assert greedy_ids(_emissions(paths), torch.tensor([4, 2])) == [[1, 2, 3, 4], [1, 2]]
 
 
 def test_repeat_across_padding_boundary():
     # the first frame must always count as new, even if it equals the last (rolled) frame
     paths = [[2, 0, 2]]
-    assert greedy_decode(_emissions(paths), torch.tensor([3])) == [[2, 2]]
+    assert greedy_ids(_emissions(paths), torch.tensor([3])) == [[2, 2]]
 
 
 def test_arpa_reader_names_the_line_of_a_one_field_unigram(tmp_path):
@@ -48,3 +51,16 @@ def test_lexicon_reader_names_the_line_that_is_not_utf8(tmp_path):
     path.write_bytes(b"cat c a t |\ncaf\xe9 c a f \xe9 |\n")
     with pytest.raises(DecoderError, match=r"lexicon\.txt:2: the lexicon is not UTF-8 text"):
         read_lexicon(path)
+
+
+def test_greedy_hypotheses_score_the_best_path_and_tidy_separators():
+    tok = CharTokenizer.english()
+    a, b, space = tok.symbols.index("a"), tok.symbols.index("b"), tok.separator_id
+    paths = [[space, a, 0, space, space, b, space], [a, a, a]]
+    lp = _emissions(paths, vocab=tok.vocab_size)
+    lens = torch.tensor([7, 2])
+    (first,), (second,) = greedy_hypotheses(tok, lp, lens)
+    assert (first.text, first.tokens) == ("a b", [a, space, b])
+    assert second.text == "a"
+    assert first.score == pytest.approx(lp[0].max(-1).values.sum().item())
+    assert second.score == pytest.approx(lp[1, :2].max(-1).values.sum().item())  # padded frames not counted

@@ -122,7 +122,7 @@ def test_full_disk_keeps_old_checkpoint_and_says_so(tmp_path, monkeypatch, stage
     monkeypatch.undo()
     message = str(e.value)
     assert e.value.errno == errno.ENOSPC and "\n" not in message
-    assert f"{path}: cannot save the checkpoint (No space left on device)" in message
+    assert f"{path}: cannot write (No space left on device)" in message
     assert _step_of(path) == 1 and [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
     record("checkpoint: full disk", "OSError, old checkpoint intact")
 
@@ -148,6 +148,6 @@ def test_kernel_refusing_the_write_keeps_old_checkpoint(tmp_path):
     code, message = queue.get(timeout=60)
     child.join(10)
     assert code == errno.EFBIG, message
-    assert message.startswith(f"[Errno {errno.EFBIG}] {path}: cannot save the checkpoint (File too large)")
+    assert message.startswith(f"{path}: cannot write (File too large)")
     assert _step_of(path) == 1 and [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
     record("checkpoint: file-size limit (real write failure)", "OSError, old checkpoint intact")

@@ -4,8 +4,9 @@ import pytest
 import torch
 import torchaudio
 
-from asr.config import FeatureConfig, SpecAugmentConfig
+from asr.config import SpecAugmentConfig
 from asr.features import CMVNAccumulator, FeatureExtractor, LogMel, change_speed, num_frames, spec_augment
+from asr.spec import FeatureConfig
 
 CFG = FeatureConfig()
 

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from reliability import outcome_of, record
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
-from asr.decode import DecoderError, arpa_unigrams, read_lexicon
+from asr.decoding import DecoderError
+from asr.decoding.lexicon import arpa_unigrams, read_lexicon
 from asr.manifest import ManifestError, read_manifest
 from asr.text import CharTokenizer, TokenizerError, normalize_text
 

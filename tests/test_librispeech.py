@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -20,14 +20,13 @@ import soundfile as sf
 from loopback import serve
 
 from asr.audio import SAMPLE_RATE
+from asr.corpora import PrepareError
+from asr.corpora import librispeech as prepare
 from asr.download import DownloadError
 from asr.lm import build_arpa
 from asr.synth import synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("librispeech_prepare", ROOT / "recipes/librispeech/prepare.py")
-prepare = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(prepare)
 
 SENTENCES = (
     "THE CAT SAT ON THE MAT",
@@ -186,8 +185,21 @@ def test_existing_tree_and_a_clear_error_for_a_missing_subset(corpus, tmp_path):
     _, texts, src = corpus
     manifests = prepare.prepare_librispeech(tmp_path / "m", ["dev-clean"], src / "LibriSpeech")
     assert len(_read(manifests["dev-clean"])) == 2
-    with pytest.raises(prepare.PrepareError, match="no train-clean-360 in .*LibriSpeech's layout"):
+    with pytest.raises(PrepareError, match="no train-clean-360 in .*LibriSpeech's layout"):
         prepare.prepare_librispeech(tmp_path / "m", ["train-clean-360"], src)
+
+
+def test_another_corpus_in_the_layout_names_its_subsets_by_its_checksums(corpus, tmp_path):
+    """Mini LibriSpeech's subsets (OpenSLR 31) are not LibriSpeech's: its own checksums make them known."""
+    _, _, src = corpus
+    shutil.copytree(src / "LibriSpeech" / "dev-clean", tmp_path / "mini" / "dev-clean-2")
+    with pytest.raises(PrepareError, match="unknown subset.s. dev-clean-2; choose from train-clean-100"):
+        prepare.prepare_librispeech(tmp_path / "m", ["dev-clean-2"], tmp_path / "mini")
+    mini = {"train-clean-5.tar.gz": {"md5": "0" * 32}, "dev-clean-2.tar.gz": {"md5": "0" * 32}}
+    manifests = prepare.prepare_librispeech(
+        tmp_path / "m", ["dev-clean-2"], tmp_path / "mini", checksums=mini
+    )
+    assert len(_read(manifests["dev-clean-2"])) == 2
 
 
 def test_official_lm_files_are_fetched_and_converted(corpus, server, tmp_path):
@@ -228,9 +240,12 @@ def test_recipe_trains_and_scores_four_sets_greedy_and_with_the_lm(corpus, tmp_p
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((exp / "results.json").read_text())
     sets = ["dev-clean", "dev-other", "test-clean", "test-other"]
-    assert list(results["greedy"]) == sets and list(results["beam_lm"]) == sets
-    assert all(r["words"] > 0 and r["wer"] >= 0 for r in results["greedy"].values())
+    assert list(results["scores"]) == sets
+    assert all(list(r) == ["greedy", "beam_lm"] for r in results["scores"].values())
+    assert all(r["greedy"]["words"] > 0 and r["greedy"]["wer"] >= 0 for r in results["scores"].values())
     assert results["parameters"] > 0 and results["devices"] == 1
+    assert results["lm"]["source"] == "file" and results["lm"]["arpa"].endswith("4-gram.arpa")
+    assert results["lm"]["tuned_on"].endswith("dev-clean.jsonl") and results["lm"]["tuning_utterances"] == 2
     report = (exp / "RESULTS.md").read_text()
     assert all(f"| {s} |" in report for s in sets) and "device-hours" in report and "--preset 100h" in report
     assert (exp / "reports" / "beam_lm" / "test-other.jsonl").is_file()

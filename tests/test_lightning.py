@@ -1,4 +1,7 @@
-"""The LightningModule: schedule, and the skipping of steps with a non-finite loss or gradient."""
+"""The LightningModule: schedule, the skipping of steps with a non-finite loss or gradient, and its training
+step outside a Trainer."""
+
+import copy
 
 import pytest
 import pytorch_lightning as pl
@@ -7,8 +10,9 @@ from torch.utils.data import DataLoader
 
 from asr.config import Config, ModelConfig
 from asr.data import Batch, collate
-from asr.lightning import CTCModule, warmup_cosine
+from asr.lightning import CTCModule, build_optimizer, warmup_cosine
 from asr.recognizer import Recognizer
+from asr.spec import ModelSpec
 from asr.text import CharTokenizer
 
 
@@ -27,6 +31,10 @@ def _batch(tok: CharTokenizer, poison: bool) -> Batch:
         waves[0, 100] = float("nan")
     targets = torch.tensor([tok.encode("ab"), tok.encode("cd")])
     return Batch(waves, torch.tensor([16000, 16000]), targets, torch.tensor([2, 2]), ["a", "b"], ["ab", "cd"])
+
+
+def _module(cfg: Config, tok: CharTokenizer) -> CTCModule:
+    return CTCModule(Recognizer(ModelSpec(cfg.features, cfg.model, tok.to_dict())), cfg)
 
 
 def _cfg() -> Config:
@@ -49,7 +57,7 @@ def _trainer(tmp_path, epochs: int = 1, progress_bar: bool = False, callbacks=()
 def test_non_finite_step_is_skipped_and_counted(tmp_path):
     tok = CharTokenizer.english()
     cfg = _cfg()
-    module = CTCModule(Recognizer(cfg, tok))
+    module = _module(cfg, tok)
     batches = [_batch(tok, False), _batch(tok, True), _batch(tok, False)]
     snapshots = []
 
@@ -71,7 +79,7 @@ def test_unreadable_files_are_counted_per_epoch(tmp_path, caplog):
     cfg = _cfg()
     batches = [_batch(tok, False), collate([None, None, None]), _batch(tok, False)]
     batches[0].skipped, batches[2].skipped = 2, 1  # as collate counts files it could not read
-    module = CTCModule(Recognizer(cfg, tok))
+    module = _module(cfg, tok)
     trainer = _trainer(tmp_path)
     with caplog.at_level("WARNING", logger="asr.lightning"):
         trainer.fit(module, DataLoader(batches, batch_size=None))
@@ -86,7 +94,7 @@ def test_specaugment_starts_at_its_step(tmp_path, monkeypatch):
     tok = CharTokenizer.english()
     cfg = _cfg()
     cfg.specaug.start_step = 3
-    module = CTCModule(Recognizer(cfg, tok))
+    module = _module(cfg, tok)
     masked_at = []
     real = asr.lightning.spec_augment
 
@@ -106,8 +114,33 @@ def test_training_loss_reaches_the_progress_bar_only_when_shown(tmp_path, shown)
     tok = CharTokenizer.english()
     cfg = _cfg()
     cfg.trainer.progress_bar = shown
-    module = CTCModule(Recognizer(cfg, tok))
+    module = _module(cfg, tok)
     trainer = _trainer(tmp_path, progress_bar=shown)
     trainer.fit(module, DataLoader([_batch(tok, False)] * 2, batch_size=None))
     assert ("train/loss" in trainer.progress_bar_metrics) == shown
     assert "train/loss" in trainer.logged_metrics
+
+
+def test_fit_step_outside_a_trainer_is_the_trainers_step(tmp_path):
+    """The benchmarks' step (config optimiser, clipping, skipping) updates the weights as Trainer.fit does."""
+    tok = CharTokenizer.english()
+    cfg = _cfg()
+    cfg.model.dropout = 0.0
+    cfg.specaug.freq_masks = cfg.specaug.time_masks = 0
+    cfg.optim.lr = 0.01
+    cfg.optim.warmup_steps = 1  # the schedule's first multiplier is then 1: the config's lr
+    batch = _batch(tok, False)
+    fitted = _module(cfg, tok)
+    stepped = copy.deepcopy(fitted)
+    start = [p.detach().clone() for p in stepped.parameters()]
+    _trainer(tmp_path).fit(fitted, DataLoader([batch], batch_size=None))
+    optimizer = build_optimizer(stepped, cfg.optim)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.01, 0.01]
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [cfg.optim.weight_decay, 0.0]
+    assert torch.isfinite(stepped.fit_step(batch, optimizer))
+    assert any(not torch.equal(a, b) for a, b in zip(start, stepped.parameters()))
+    for a, b in zip(fitted.parameters(), stepped.parameters()):
+        torch.testing.assert_close(a, b)
+    before = [p.detach().clone() for p in stepped.parameters()]
+    assert not torch.isfinite(stepped.fit_step(_batch(tok, True), optimizer))
+    assert all(torch.equal(a, b) for a, b in zip(before, stepped.parameters()))  # the poisoned step: skipped

@@ -12,15 +12,17 @@ import soundfile as sf
 import torch
 from torch import Tensor
 
-from asr.audio import SAMPLE_RATE, AudioError, load_audio
-from asr.checkpoint import load_model
+from asr.audio import SAMPLE_RATE, load_audio, stream_audio
 from asr.config import load_config
-from asr.inference import transcribe_files
-from asr.longform import _windows, transcribe_long
+from asr.decoding import DecodePool, DecoderConfig
+from asr.errors import UsageError
+from asr.inference import Transcriber
+from asr.longform import window_plan, windows
 from asr.manifest import read_manifest
 from asr.recognizer import Recognizer
+from asr.spec import ModelSpec
 from asr.text import BLANK_ID, CharTokenizer
-from asr.timing import frame_seconds
+from asr.timing import Word
 
 TOK = CharTokenizer.english()
 FRAME = 640  # samples per output frame: 10 ms hop x 4 subsampling
@@ -41,10 +43,20 @@ class FakeRecognizer(Recognizer):
 
 
 @pytest.fixture(scope="module")
-def fake(tiny_model) -> FakeRecognizer:
-    model = FakeRecognizer(load_config(None, tiny_model), TOK).eval()
-    assert frame_seconds(model.cfg) * SAMPLE_RATE == FRAME
-    return model
+def fake(tiny_model) -> Transcriber:
+    cfg = load_config(None, tiny_model)
+    model = FakeRecognizer(ModelSpec(cfg.features, cfg.model, TOK.to_dict()))
+    assert model.frame_seconds * SAMPLE_RATE == FRAME
+    return Transcriber(model)
+
+
+def transcribe_long(model: Transcriber, path, window_s: float = 30.0, overlap_s: float = 4.0) -> list[Word]:
+    """The words of ``path`` through the windowed path, whatever its length."""
+    window, hop = window_plan(window_s, overlap_s, model.recognizer.min_samples)
+    with DecodePool(model.tokenizer) as pool:
+        result = model._long(path, str(path), window, hop, DecoderConfig(), pool)
+    assert result.error is None, result.error
+    return result.words
 
 
 def spoken(seconds: float, seed: int) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
@@ -89,8 +101,9 @@ def test_no_word_lost_or_doubled_at_window_boundaries(fake, tmp_path):
     assert [w.text for w in words] == [t for t, _, _ in truth]
     np.testing.assert_allclose([(w.start, w.end) for w in words], [(s, e) for _, s, e in truth], atol=1e-6)
     assert all(w.confidence == pytest.approx(0.9) for w in words)
-    # transcribe_files sends a file longer than the window the same way
-    (result,) = transcribe_files(fake, [path], timestamps=True, window_s=window, overlap_s=overlap)
+    # transcribe sends a file longer than the window the same way, as a path or as a waveform
+    (result, in_memory) = fake.transcribe([path, wave], timestamps=True, window_s=window, overlap_s=overlap)
+    assert in_memory.words == words and in_memory.nbest is None
     assert result.words == words and result.text == " ".join(t for t, _, _ in truth)
 
 
@@ -105,7 +118,7 @@ def test_merge_holds_for_other_overlaps(fake, tmp_path, overlap):
 def test_shorter_than_a_window_equals_the_batched_path(fake, tmp_path):
     wave, truth = spoken(6.0, seed=3)
     path = write(tmp_path / "short.wav", wave)
-    (batched,) = transcribe_files(fake, [path], timestamps=True, window_s=10.0)
+    (batched,) = fake.transcribe([path], timestamps=True, window_s=10.0)
     assert transcribe_long(fake, path, window_s=10.0, overlap_s=3.0) == batched.words
     assert [w.text for w in batched.words] == [t for t, _, _ in truth]
 
@@ -115,7 +128,8 @@ def test_peak_memory_does_not_grow_with_length(fake, tmp_path):
     for seconds in (40.0, 320.0):
         path = write(tmp_path / f"{seconds}.wav", spoken(seconds, seed=4)[0])
         tracemalloc.start()
-        words = transcribe_long(fake, path, window_s=5.0, overlap_s=1.0)
+        (result,) = fake.transcribe([path], window_s=5.0, overlap_s=1.0)
+        words = result.words
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
         assert len(words) > seconds
@@ -127,7 +141,7 @@ def test_peak_memory_does_not_grow_with_length(fake, tmp_path):
 def memorised_model(memorised):
     """The model that has memorised 8 utterances (conftest), and their waveforms."""
     best, few = memorised
-    return load_model(best).eval(), [load_audio(u.audio_filepath) for u in read_manifest(few)]
+    return Transcriber.load(best), [load_audio(u.audio_filepath) for u in read_manifest(few)]
 
 
 def test_windows_tile_the_file(tmp_path):
@@ -136,7 +150,7 @@ def test_windows_tile_the_file(tmp_path):
     # the last full window ends the file; a partial window ends it; one window holds it all
     for window_s, hop_s, count in ((4, 1, 4), (4, 2, 3), (10, 2, 1)):
         window, hop = window_s * SAMPLE_RATE, hop_s * SAMPLE_RATE
-        items = list(_windows(path, window, hop))
+        items = list(windows(stream_audio(path, block_frames=12345), window, hop))
         assert [s for s, _, _ in items] == [i * hop for i in range(count)]
         assert [last for *_, last in items] == [False] * (count - 1) + [True]
         assert all(len(w) == window for _, w, _ in items[:-1]) and len(items[-1][1]) <= window
@@ -148,20 +162,44 @@ def test_windows_tile_the_file(tmp_path):
 def test_one_window_equals_transcribe_on_speech(memorised_model, tmp_path):
     model, waves = memorised_model
     path = write(tmp_path / "one.wav", waves[0])
-    (batched,) = transcribe_files(model, [path], timestamps=True)
-    assert batched.text == model.transcribe(waves[:1])[0]
+    (batched,) = model.transcribe([path], timestamps=True)
+    assert batched.text == model.transcribe(waves[:1])[0].text
     assert transcribe_long(model, path, window_s=10.0, overlap_s=3.0) == batched.words
 
 
-def test_unreadable_file_raises_audio_error(fake, tmp_path):
+def test_unreadable_input_is_one_line_and_the_others_are_transcribed(fake, tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
-    with pytest.raises(AudioError, match="not a readable audio file"):
-        transcribe_long(fake, bad)
-    with pytest.raises(AudioError, match="file not found"):
-        transcribe_long(fake, tmp_path / "missing.wav")
-    sf.write(tmp_path / "huge.wav", np.array([0.1, 3e9, 0.2] * 100), SAMPLE_RATE, subtype="FLOAT")
-    with pytest.raises(AudioError, match="beyond any audio range"):  # load_audio's checks, all of them
-        transcribe_long(fake, tmp_path / "huge.wav")
-    with pytest.raises(ValueError, match="overlap_s < window_s"):
-        transcribe_long(fake, bad, window_s=2.0, overlap_s=2.0)
+    wave, truth = spoken(12.0, seed=5)
+    good = write(tmp_path / "good.wav", wave)
+    corrupt = wave.copy()
+    corrupt[9 * SAMPLE_RATE] = 3e9  # found only when the windowed path reads that far
+    write(tmp_path / "corrupt.wav", corrupt)
+    inputs = [bad, tmp_path / "missing.wav", tmp_path / "corrupt.wav", good, np.zeros((2, 3), np.float32)]
+    results = fake.transcribe(inputs, window_s=5.0, overlap_s=1.0)
+    assert [r.text is None for r in results] == [True, True, True, False, True]
+    assert "bad.wav: not a readable audio file" in results[0].error
+    assert "missing.wav: file not found" in results[1].error
+    assert "corrupt.wav" in results[2].error and "beyond any audio range" in results[2].error
+    assert results[3].text == " ".join(t for t, _, _ in truth)
+    assert results[4].error == "<waveform 4>: expected a mono waveform (one dimension), got shape (2, 3)"
+    assert all("\n" not in r.error for r in results if r.error)
+
+
+@pytest.mark.parametrize(
+    ("window", "overlap", "message"),
+    [
+        (2.0, 2.0, "overlap must lie between 0 and half the window"),
+        (0.5, 0.49999, "overlap must lie between 0 and half the window"),  # a hop of 0 samples: a hang
+        (0.00001, 0.0, "shorter than the model's shortest input"),
+        (10.0, -1.0, "overlap must lie between"),
+        (float("nan"), 1.0, "window: need a finite number"),
+        (float("inf"), 1.0, "window: need a finite number"),
+    ],
+)
+def test_windows_are_validated_in_samples_before_any_work(fake, tmp_path, window, overlap, message):
+    with pytest.raises(UsageError, match=message):
+        fake.transcribe([tmp_path / "missing.wav"], window_s=window, overlap_s=overlap)
+    shortest = fake.recognizer.min_samples / SAMPLE_RATE
+    (result,) = fake.transcribe([np.zeros(100, np.float32)], window_s=shortest, overlap_s=0.0)
+    assert result.text == ""  # the shortest window allowed works, and a short input is padded

@@ -1,8 +1,17 @@
 import json
+import math
 
 import pytest
 
-from asr.metrics import ErrorCounts, score, utterance_errors, write_report
+from asr.metrics import (
+    ErrorCounts,
+    bootstrap_ci,
+    format_rate,
+    rate_or_none,
+    score,
+    utterance_errors,
+    write_report,
+)
 
 
 def test_hand_counted_errors():
@@ -42,3 +51,24 @@ def test_report(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert rows[0]["id"] == "u1" and rows[0]["deletions"] == 1 and rows[0]["wer"] == 0.5
     assert rows[1]["hypothesis"] == "c" and rows[1]["wer"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("refs", "hyps"),
+    [([""], ["a b c d"]), (["", ""], ["a b", "c d"]), ([""], [""]), (["  "], ["x"])],
+)
+def test_no_reference_words_is_no_rate(refs, hyps, tmp_path):
+    total, per_utt = score(refs, hyps)
+    assert total.words == 0 and math.isnan(total.wer) and math.isnan(total.cer)
+    assert format_rate(total.wer) == "n/a" and rate_or_none(total.wer) is None
+    write_report(tmp_path / "r.jsonl", [str(i) for i in range(len(refs))], refs, hyps, per_utt)
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert all(r["wer"] is None for r in rows)  # valid JSON: no NaN
+    assert bootstrap_ci([u.word_errors for u in per_utt], [u.words for u in per_utt]) != bootstrap_ci(
+        [0], [1]
+    )
+
+
+def test_rates_with_reference_words_are_unchanged():
+    total, _ = score(["a", ""], ["b", "c d"])
+    assert total.wer == 3.0 and format_rate(total.wer) == "300.00%"  # insertions beside one word do count

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from asr.config import ModelConfig
-from asr.model import Encoder, conv_output_length, count_parameters, reverse_padded
+from asr.model import Encoder, count_parameters, reverse_padded
+from asr.spec import ModelConfig, conv_output_length
 
 
 def test_conv_output_length():

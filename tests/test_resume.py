@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import itertools
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,8 +16,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_MODEL
+from reliability import record
 
-from asr.checkpoint import load_model
+from asr.checkpoint import load_recognizer
+from asr.config import load_config
+from asr.errors import ConfigError, run_main
+from asr.metrics import ErrorCounts
+from asr.train import LOCK_FILE, ExperimentBusy, experiment_lock, train
 
 ROOT = Path(__file__).resolve().parents[1]
 KILL_AFTER = 4  # kill once last.ckpt holds at least this many steps (mid-epoch: an epoch is ~6 steps)
@@ -117,7 +126,7 @@ def test_sigkill_and_resume_matches_an_uninterrupted_run(corpus, tiny_model, tmp
     assert (
         _average_tool().main([str(tmp_path / "ref" / "checkpoints"), "--last", "2", "--out", str(avg)]) == 0
     )
-    assert load_model(avg).cfg.model.hidden_size == 32
+    assert load_recognizer(avg).model_config.hidden_size == 32
 
 
 def _average_tool():
@@ -158,13 +167,132 @@ def test_average_checkpoints_last_and_best(trained_model, tmp_path, capsys):
     out = tmp_path / "avg.pt"
     assert tool.main([str(folder), "--last", "3", "--out", str(out)]) == 0
     assert "averaged 3 checkpoint(s): c1.ckpt, c2.ckpt, c3.ckpt" in capsys.readouterr().out
-    averaged = load_model(out).state_dict()
-    original = load_model(trained_model).state_dict()
+    averaged = load_recognizer(out).state_dict()
+    original = load_recognizer(trained_model).state_dict()
     for k, v in original.items():
         shift = 2.0 if k.startswith("encoder.") and v.is_floating_point() else 0.0  # mean of 1, 2 and 3
         assert torch.allclose(averaged[k], v + shift, atol=1e-5), k
 
-    other = {**base, "asr": {**base["asr"], "config": {**base["asr"]["config"], "seed": 7}}}
+    spec = base["asr"]["spec"]
+    other = {**base, "asr": {**base["asr"], "spec": {**spec, "model": {**spec["model"], "dropout": 0.5}}}}
     torch.save(other, folder / "other.ckpt")
-    assert tool.main([str(folder / "c0.ckpt"), str(folder / "other.ckpt"), "--out", str(out)]) == 4
+    assert (
+        run_main(lambda: tool.main([str(folder / "c0.ckpt"), str(folder / "other.ckpt"), "--out", str(out)]))
+        == 4
+    )
     assert "only like models average" in capsys.readouterr().err
+
+
+def _config(corpus: dict[str, Path], exp: Path, tiny_model: list[str], *more: str):
+    return load_config(
+        None,
+        [
+            *tiny_model,
+            f"data.train_manifest={corpus['train']}",
+            f"data.val_manifest={corpus['dev']}",
+            f"exp_dir={exp}",
+            "trainer.threads=1",
+            *more,
+        ],
+    )
+
+
+def _ckpt(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_last_checkpoint_is_the_latest_epoch_when_the_metric_worsens(
+    corpus, tiny_model, tmp_path, monkeypatch
+):
+    worse = itertools.count()  # every validation (the sanity check's too) scores worse than the one before
+    monkeypatch.setattr(ErrorCounts, "wer", property(lambda self: float(next(worse))))
+    exp = tmp_path / "run"
+    best = train(_config(corpus, exp, tiny_model, "trainer.max_epochs=3", "data.max_batch_seconds=12"))
+    assert best.name.startswith("best-000-")  # the first epoch stayed the best
+    per_epoch = _ckpt(best)["global_step"]
+    last = _ckpt(exp / "checkpoints" / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (2, 3 * per_epoch)
+    assert [int(r["step"]) for r in _rows(exp)] == list(range(3 * per_epoch))
+
+    # resuming continues the log instead of deleting it; step checkpoints keep last.ckpt at the latest step
+    more = ("trainer.max_epochs=4", "data.max_batch_seconds=12", "trainer.checkpoint_every_n_steps=2")
+    train(_config(corpus, exp, tiny_model, *more))
+    assert [int(r["step"]) for r in _rows(exp)] == list(range(4 * per_epoch))
+    last = _ckpt(exp / "checkpoints" / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (3, 4 * per_epoch)
+
+
+def test_a_second_run_in_the_same_exp_dir_is_refused(corpus, tiny_model, tmp_path):
+    exp = tmp_path / "run"
+    with experiment_lock(exp), pytest.raises(ExperimentBusy) as info:
+        train(_config(corpus, exp, tiny_model, "trainer.max_epochs=1"))
+    message = str(info.value)
+    assert f"pid {os.getpid()} on {socket.gethostname()}, started " in message and "\n" not in message
+    assert info.value.exit_code == 6
+    record("training: concurrent run in one exp_dir", "ExperimentBusy, nothing written")
+    assert not (exp / "config.yaml").exists() and not (exp / "checkpoints").exists()
+    # released with its holder, even when the lock file stays behind: the next run trains
+    assert (exp / LOCK_FILE).is_file()
+    train(_config(corpus, exp, tiny_model, "trainer.max_epochs=1"))
+    assert (exp / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_lock_of_a_killed_run_does_not_block(tmp_path):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from asr.train import experiment_lock; import time\n"
+            f"with experiment_lock(__import__('pathlib').Path({str(tmp_path)!r})):\n"
+            "    print('locked', flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(ExperimentBusy, match=f"pid {holder.pid} on "), experiment_lock(tmp_path):
+        pass
+    holder.kill()
+    holder.wait()
+    with experiment_lock(tmp_path):
+        assert f"pid {os.getpid()} " in (tmp_path / LOCK_FILE).read_text()
+    record("training: lock left by a killed run", "released, next run proceeds")
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ("model.hidden_size=48", "model.hidden_size 32 -> 48"),
+        ("features.n_mels=40", "features.n_mels 80 -> 40"),
+        ("data.vocabulary=from_data", "the tokenizer"),
+    ],
+)
+def test_resume_with_changed_model_settings_is_refused_before_writing(
+    trained_exp, tiny_model, corpus, tmp_path, change, named
+):
+    exp = tmp_path / "run"
+    shutil.copytree(trained_exp, exp)
+    before = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match=f"cannot resume with changed model settings.*{named}") as info:
+        train(_config(corpus, exp, tiny_model, "trainer.max_epochs=2", change))
+    assert info.value.exit_code == 3
+    assert {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()} == before
+    record("training: resume with changed model settings", "ConfigError, nothing written")
+
+
+def test_moved_exp_dir_resumes_with_its_own_paths(trained_exp, tiny_model, corpus, tmp_path):
+    exp = tmp_path / "moved"
+    shutil.copytree(trained_exp, exp)
+    best = train(_config(corpus, exp, tiny_model, "trainer.max_epochs=2"))
+    assert best.parent == (exp / "checkpoints").resolve() and best.is_file()
+    state = _ckpt(exp / "checkpoints" / "last.ckpt")["callbacks"]
+    paths = [p for s in state.values() if isinstance(s, dict) for p in s.get("best_k_models", {})]
+    assert paths and all(Path(p).parent == (exp / "checkpoints").resolve() for p in paths)
+
+
+@pytest.fixture(scope="module")
+def trained_exp(corpus, tmp_path_factory) -> Path:
+    """An experiment folder after one epoch of a tiny model (copied by the tests that resume it)."""
+    exp = tmp_path_factory.mktemp("trained") / "exp"
+    train(_config(corpus, exp, list(TINY_MODEL), "trainer.max_epochs=1"))
+    return exp

@@ -1,12 +1,15 @@
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from reliability import record
 
+from asr.errors import EXIT_DATA, EXIT_OUTPUT, EXIT_USAGE, run_main
 from asr.metrics import Confusions, bootstrap_ci, score_report, word_alignment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +34,7 @@ def _write(path: Path, lines: list[str]) -> Path:
 
 
 def _run(*args: object) -> int:
-    return score_tool.main([str(a) for a in args])
+    return run_main(lambda: score_tool.main([str(a) for a in args]))
 
 
 def _check_summary(summary: dict) -> None:
@@ -97,31 +100,111 @@ def test_missing_id_is_one_line_naming_it(tmp_path):
     out = subprocess.run(
         [sys.executable, str(ROOT / "tools/score.py"), str(ref), str(hyp)], capture_output=True, text=True
     )
-    assert out.returncode == 1 and out.stdout == ""
+    assert out.returncode == EXIT_DATA and out.stdout == ""
     assert out.stderr == f"error: utterance u2 of {ref} is missing from {hyp} (and 1 more)\n"
 
 
 def test_other_input_errors(tmp_path, capsys):
     ref = _write(tmp_path / "ref.txt", ["a", "b"])
-    assert _run(ref, _write(tmp_path / "hyp.txt", ["a"])) == 1
+    assert _run(ref, _write(tmp_path / "hyp.txt", ["a"])) == EXIT_DATA
     assert capsys.readouterr().err == f"error: {ref} has 2 utterances but {tmp_path / 'hyp.txt'} has 1\n"
     dup = _write(tmp_path / "dup.trn", ["a (u1)", "b (u1)"])
-    assert _run(dup, dup) == 1
+    assert _run(dup, dup) == EXIT_DATA
     assert capsys.readouterr().err == f"error: {dup}: utterance id u1 occurs twice\n"
     extra = _write(tmp_path / "extra.trn", ["a (u1)", "b (u9)"])
-    assert _run(_write(tmp_path / "one.trn", ["a (u1)"]), extra) == 1
+    assert _run(_write(tmp_path / "one.trn", ["a (u1)"]), extra) == EXIT_DATA
     assert "utterance u9 of" in capsys.readouterr().err
-    assert _run(tmp_path / "absent.txt", ref) == 1
+    assert _run(tmp_path / "absent.txt", ref) == EXIT_DATA
     assert "absent.txt: file not found" in capsys.readouterr().err
 
 
-def test_format_detection():
-    detect = score_tool._detect
-    assert detect(['{"text": "a"}']) == "manifest"
-    assert detect(["a b (x-1)", "(x-2)"]) == "trn"
-    assert detect(["spk1_001 hello", "spk1_002"]) == "id"
-    assert detect(["hello there", "2 cats"]) == "text"
-    assert detect(["1 cat", "1 dog"]) == "text"  # repeated first words are not ids
+DETECTION = [
+    (['{"text": "a"}'], "manifest"),
+    (["a b (x-1)", "(x-2)"], "trn"),
+    (["spk1_001 hello", "spk1_002"], "id"),
+    (["hello there", "2 cats"], "text"),
+    (["1 cat", "1 dog"], "text"),  # repeated first words are not ids
+    (["2nd floor please"], "text"),  # an ordinal is a word
+    (["3rd time", "2nd floor please"], "text"),
+    (["1990s music", "4th of july"], "text"),
+    (["10 people came", "20 left"], "text"),  # numbers are words
+    (["3:30 pm", "50% off"], "text"),
+    (["utt1 hello", "utt2 world"], "id"),
+    (["1089-134686-0000 he hoped", "1089-134686-0001 stuff it"], "id"),
+    (["4k0c0301 yes", "4k0c0302 no"], "id"),
+    (["utt1 hello", "1089-134686-0000 world"], "text"),  # ids of one file share one shape
+    (["utt7"], "id"),
+]
+
+
+@pytest.mark.parametrize(("lines", "fmt"), DETECTION, ids=[" | ".join(c[0]) for c in DETECTION])
+def test_format_detection(lines, fmt):
+    assert score_tool._detect(lines) == fmt
+
+
+def test_an_ordinal_first_word_is_text_not_an_id(tmp_path, capsys):
+    ref = _write(tmp_path / "ref.txt", ["2nd floor please"])
+    hyp = _write(tmp_path / "hyp.txt", ["second floor please"])
+    assert _run(ref, hyp) == 0
+    out = capsys.readouterr().out
+    assert "(text), HYP" in out and "(1/3: 1 sub, 0 del, 0 ins)" in out
+
+
+def test_ids_beside_plain_text_are_refused_as_ambiguous(tmp_path, capsys):
+    ref = _write(tmp_path / "ref.txt", ["utt1 hello world", "utt2 good bye"])
+    hyp = _write(tmp_path / "hyp.txt", ["hello world", "good bye"])
+    assert _run(ref, hyp) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: cannot tell the format: the first words of {ref} look like utterance ids, those of {hyp} "
+        "do not; pass --format id or --format text\n"
+    )
+    assert _run(ref, hyp, "--format", "text") == 0  # the user decides
+
+
+def test_references_without_words_give_no_rate(tmp_path, capsys):
+    ref = _write(tmp_path / "ref.txt", ["", ""])
+    hyp = _write(tmp_path / "hyp.txt", ["a b", "c d"])
+    assert _run(ref, hyp, "--json", tmp_path / "s.json") == 0
+    out = capsys.readouterr().out
+    assert "WER n/a: the references have no words (4 inserted)" in out and "400" not in out
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["wer"] is None and summary["wer_ci95"] == [None, None] and summary["insertions"] == 4
+
+
+def _alias(tmp_path: Path, how: str, target: Path) -> Path:
+    if how == "same path":
+        return target
+    if how == "symlink":
+        (tmp_path / "link").symlink_to(target)
+        return tmp_path / "link"
+    if how == "hard link":
+        os.link(target, tmp_path / "hard")
+        return tmp_path / "hard"
+    return Path(os.path.relpath(target))
+
+
+@pytest.mark.parametrize("how", ["same path", "symlink", "hard link", "relative path"])
+@pytest.mark.parametrize("option", ["--json", "--alignments"])
+@pytest.mark.parametrize("side", ["ref", "hyp"])
+def test_output_onto_an_input_is_refused(tmp_path, capsys, monkeypatch, how, option, side):
+    monkeypatch.chdir(tmp_path)
+    ref = _write(tmp_path / "ref.txt", ["a b c"])
+    hyp = _write(tmp_path / "hyp.txt", ["a b d"])
+    target = ref if side == "ref" else hyp
+    assert _run(ref, hyp, option, _alias(tmp_path, how, target)) == EXIT_OUTPUT
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "refusing to overwrite the input" in err and err.count("\n") == 1
+    assert (ref.read_text(), hyp.read_text()) == ("a b c\n", "a b d\n")
+    record("outputs onto inputs: tools/score.py", "refused, exit 6")
+
+
+def test_unwritable_output_is_exit_6(tmp_path, capsys):
+    ref = _write(tmp_path / "ref.txt", ["a b c"])
+    _write(tmp_path / "file", [])
+    assert _run(ref, ref, "--json", tmp_path / "file" / "s.json") == EXIT_OUTPUT
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'file' / 's.json'}: cannot write") and err.count("\n") == 1
 
 
 def test_bootstrap_ci_is_seeded_and_contains_the_estimate():

@@ -1,15 +1,18 @@
 """benchmarks/step_trace.py on a hand-made Chrome trace: busy time, idle gaps, and what ran in them."""
 
 import gzip
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from step_trace import device_timeline, read_trace  # noqa: E402
+_spec = importlib.util.spec_from_file_location(
+    "step_trace", Path(__file__).resolve().parents[1] / "benchmarks" / "step_trace.py"
+)
+step_trace = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(step_trace)
+device_timeline, read_trace = step_trace.device_timeline, step_trace.read_trace
 
 
 def event(cat: str, name: str, ts: float, dur: float) -> dict:

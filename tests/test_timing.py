@@ -7,19 +7,12 @@ import torch
 
 from asr.audio import SAMPLE_RATE
 from asr.config import load_config
+from asr.inference import Transcriber
 from asr.recognizer import Recognizer
+from asr.spec import ModelSpec
 from asr.synth import synthesize
 from asr.text import CharTokenizer
-from asr.timing import (
-    Word,
-    align_words,
-    alignment_error,
-    cues,
-    format_transcript,
-    frame_seconds,
-    timestamp,
-    word_timings,
-)
+from asr.timing import Word, align_words, alignment_error, cues, format_transcript, timestamp
 
 TOK = CharTokenizer.english()
 FRAME = 0.04
@@ -66,10 +59,29 @@ def test_forced_text_differs_from_best_path_and_spaces_are_tolerated():
     assert align_words(lp, [], TOK, FRAME) == [] and align_words(lp, [1, 1], TOK, FRAME) == []
 
 
-def test_frame_seconds_follows_the_config():
-    assert frame_seconds(load_config()) == pytest.approx(0.04)
-    cfg = load_config(None, ["features.hop_ms=20", "model.subsampling=8"])
-    assert frame_seconds(cfg) == pytest.approx(0.16)
+def _recognizer(overrides: list[str]) -> Recognizer:
+    cfg = load_config(None, overrides)
+    return Recognizer(ModelSpec(cfg.features, cfg.model, TOK.to_dict())).eval()
+
+
+def test_frame_seconds_and_min_samples_follow_the_spec():
+    small = ["model.hidden_size=8", "model.num_layers=1", "model.conv_channels=2"]
+    model = _recognizer(small)
+    assert model.frame_seconds == pytest.approx(0.04)
+    assert model.min_samples == 400 + 6 * 160  # 7 feature frames make one output frame after 2 convolutions
+    for n in (model.min_samples - 1, model.min_samples):
+        assert model.output_frames(n / SAMPLE_RATE) == (n == model.min_samples)
+    model = _recognizer([*small, "features.hop_ms=20", "model.subsampling=8"])
+    assert model.frame_seconds == pytest.approx(0.16)
+    assert model.min_samples == 400 + 14 * 320  # 15 frames after 3 convolutions
+    assert model.output_frames((model.min_samples - 1) / SAMPLE_RATE) == 0
+
+
+def test_word_spans_and_tidy_follow_the_separator():
+    ids = [1, *TOK.encode("ab"), 1, 1, *TOK.encode("c"), 1]
+    assert TOK.word_spans(ids) == [(1, 3), (5, 6)]
+    assert TOK.tidy(ids) == [*TOK.encode("ab"), 1, *TOK.encode("c")]
+    assert TOK.word_spans([1, 1]) == [] and TOK.tidy([1, 1]) == []
 
 
 WORDS = [
@@ -129,13 +141,13 @@ def test_alignment_error():
 def test_word_timings_plumbing_on_speech(tiny_model):
     """An untrained model's timings mean little, but they are the text's words, in order, in the audio."""
     torch.manual_seed(0)
-    model = Recognizer(load_config(None, tiny_model), TOK).eval()
+    model = Transcriber(_recognizer(tiny_model))
     gap = np.zeros(round(0.6 * SAMPLE_RATE), np.float32)
     wave = np.concatenate([synthesize("yellow"), gap, synthesize("river")])
-    words = word_timings(model, wave, "yellow river")
+    words = model.align(wave, "yellow river")
     assert [w.text for w in words] == ["yellow", "river"]
     duration = len(wave) / SAMPLE_RATE
     assert 0 <= words[0].start < words[0].end <= words[1].start < words[1].end <= duration + FRAME
     assert all(0 < w.confidence <= 1 and math.isfinite(w.confidence) for w in words)
-    greedy = word_timings(model, wave)
-    assert " ".join(w.text for w in greedy) == model.transcribe([wave])[0]
+    (timed,) = model.transcribe([wave], timestamps=True)
+    assert " ".join(w.text for w in timed.words) == timed.text == model.transcribe([wave])[0].text

@@ -14,23 +14,22 @@ import numpy as np
 import pytest
 
 from asr.audio import SAMPLE_RATE, load_audio
-from asr.checkpoint import load_model
+from asr.inference import Transcriber
 from asr.manifest import read_manifest
 from asr.synth import EDGE_SILENCE
-from asr.timing import word_timings
 
 
 @pytest.fixture(scope="module")
 def utterances(memorised) -> tuple:
     best, few = memorised
-    return load_model(best).eval(), [(load_audio(u.audio_filepath), u.text) for u in read_manifest(few)]
+    return Transcriber.load(best), [(load_audio(u.audio_filepath), u.text) for u in read_manifest(few)]
 
 
 def test_word_boundaries_next_to_silence_within_100_ms(utterances):
     model, utts = utterances
     starts, ends = [], []
     for wave, text in utts:
-        words = word_timings(model, wave, text)
+        words = model.align(wave, text)
         assert [w.text for w in words] == text.split()
         starts.append(abs(words[0].start - EDGE_SILENCE))
         ends.append(abs(words[-1].end - (len(wave) / SAMPLE_RATE - EDGE_SILENCE)))

@@ -8,6 +8,9 @@ Usage:
 ``--last K`` takes the K checkpoints with the most training steps (keep them with
 ``trainer.checkpoint_every_n_steps=N trainer.keep_last=K``); ``--best K`` the K with the lowest validation WER
 (``trainer.keep_best=K``). Checkpoints are loaded with ``weights_only=True``; all must share one model config.
+``--out`` may be neither one of the inputs (through links too) nor any training checkpoint: an averaged,
+inference-only model in its place would leave a run unable to resume. Exit codes are ``asr.errors``': 2
+usage, 4 a checkpoint that cannot be loaded or averaged, 6 an output refused or not written.
 """
 
 from __future__ import annotations
@@ -19,7 +22,17 @@ from pathlib import Path
 
 import torch
 
-from asr.checkpoint import CheckpointError, load_checkpoint, load_model, recognizer_state, save_atomic
+from asr.checkpoint import (
+    CheckpointError,
+    is_training_checkpoint,
+    load_checkpoint,
+    load_recognizer,
+    model_spec,
+    recognizer_state,
+    save_atomic,
+)
+from asr.errors import OutputError, run_main
+from asr.outputs import refuse_overwrite
 
 
 def _val_wer(ckpt: dict, name: str) -> float | None:
@@ -51,19 +64,22 @@ def select(paths: Sequence[Path], last: int = 0, best: int = 0) -> list[Path]:
 
 
 def average_checkpoints(paths: Sequence[Path]) -> dict:
-    """An exported checkpoint whose floating-point weights are the mean of ``paths``' (others: the last's)."""
+    """An exported checkpoint whose floating-point weights are the mean of ``paths``' (others: the last's).
+
+    The checkpoints must share one model spec (features, model, tokenizer, normalisation statistics).
+    """
     if not paths:
         raise CheckpointError("no checkpoints to average")
     total: dict[str, torch.Tensor] = {}
-    first = None
+    first, spec = None, None
     for path in paths:
         ckpt = load_checkpoint(path)
         state = recognizer_state(ckpt)
         if first is None:
-            first = ckpt["asr"]
+            first, spec = ckpt["asr"], model_spec(ckpt, path)
             total = {k: v.double() if v.is_floating_point() else v.clone() for k, v in state.items()}
             continue
-        if ckpt["asr"] != first or state.keys() != total.keys():
+        if model_spec(ckpt, path) != spec or state.keys() != total.keys():
             raise CheckpointError(f"{path}: a different model than {paths[0]}; only like models average")
         for k, v in state.items():
             total[k] = total[k] + v.double() if v.is_floating_point() else v.clone()
@@ -79,16 +95,22 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--best", type=int, default=0, metavar="K", help="the K with the lowest val WER")
     p.add_argument("--out", type=Path, required=True, help="the averaged model (load it like model.pt)")
     args = p.parse_args(argv)
-    try:
-        chosen = select(args.checkpoints, args.last, args.best)
-        save_atomic(average_checkpoints(chosen), args.out)
-        load_model(args.out)  # the result must load like any exported model
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 4
+    if args.last < 0 or args.best < 0:
+        p.error("--last and --best take a count of at least 1")
+    missing = [c for c in args.checkpoints if not c.exists()]
+    if missing:
+        raise CheckpointError(f"{missing[0]}: checkpoint not found")
+    chosen = select(args.checkpoints, args.last, args.best)
+    refuse_overwrite(args.out, [*args.checkpoints, *chosen])
+    if args.out.is_file() and is_training_checkpoint(args.out):
+        raise OutputError(
+            f"{args.out}: is a training checkpoint; refusing to replace it with an averaged model"
+        )
+    save_atomic(average_checkpoints(chosen), args.out)
+    load_recognizer(args.out)  # the result must load like any exported model
     print(f"averaged {len(chosen)} checkpoint(s): {', '.join(c.name for c in chosen)} -> {args.out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

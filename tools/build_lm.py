@@ -5,7 +5,9 @@ Usage:
 
 The corpus holds one sentence per line, normalised with ``asr.text.normalize_text``; the estimation is
 ``asr.lm.build_arpa``. The lexicon spells each word with its characters and the word separator, for
-``asr.decode``.
+``asr.decoding``. An output that is the corpus (or the other output), through links too, is refused before
+anything is read; both are written atomically. Exit codes are ``asr.errors``': 2 usage, 5 an unreadable or
+unusable corpus, 6 an output that cannot be written.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import re
 import sys
 from pathlib import Path
 
-from asr.decode import write_lexicon
+from asr.decoding.lexicon import write_lexicon
+from asr.errors import DataError, first_line, run_main
 from asr.lm import FALLBACK_DISCOUNTS, build_arpa, discounts
+from asr.outputs import refuse_overwrite, write_text_atomic
 from asr.text import normalize_text
 
 __all__ = ["FALLBACK_DISCOUNTS", "build_arpa", "discounts", "main"]
@@ -30,15 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="ARPA file to write")
     p.add_argument("--lexicon", help="also write the lexicon (word, then its characters and '|') here")
     args = p.parse_args(argv)
+    if args.order < 2:
+        p.error("--order must be at least 2 (KenLM loads no unigram-only model)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    refuse_overwrite(args.out, [args.corpus])
+    if args.lexicon:
+        refuse_overwrite(args.lexicon, [args.corpus, args.out])
     try:
         sentences = Path(args.corpus).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise DataError(f"{args.corpus}: cannot read the corpus ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{args.corpus}: not valid UTF-8 (byte {e.start})") from None
+    try:
         arpa = build_arpa(sentences, args.order)
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(arpa, encoding="utf-8")
+    except ValueError as e:
+        raise DataError(f"{args.corpus}: {first_line(e)}") from None
+    write_text_atomic(args.out, arpa)
     counts = re.findall(r"^ngram (\d+)=(\d+)$", arpa, re.MULTILINE)
     print(f"wrote {args.out}: " + ", ".join(f"{c} {n}-grams" for n, c in counts))
     if args.lexicon:
@@ -48,4 +60,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

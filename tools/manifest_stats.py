@@ -5,7 +5,8 @@ Usage:
 
 Prints utterances, hours, duration percentiles, the characters of the normalised text with counts (those
 outside the English tokenizer marked), and with --check-audio every file that cannot be read or whose
-header duration disagrees with the manifest by more than 0.1 s. Exits 1 if any problem was found.
+header duration disagrees with the manifest by more than 0.1 s. Exits 5 if a manifest cannot be read, else 1
+if an audio file was found unreadable or of another duration (``asr.errors``' codes).
 """
 
 from __future__ import annotations
@@ -16,23 +17,24 @@ import sys
 from collections import Counter
 
 from asr.audio import AudioError, audio_duration
+from asr.errors import EXIT_AUDIO, EXIT_DATA, run_main
 from asr.manifest import ManifestError, read_manifest
 from asr.text import CharTokenizer, normalize_text
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("manifests", nargs="+")
     p.add_argument("--check-audio", action="store_true", help="open every audio file and compare durations")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     english = set(CharTokenizer.english().symbols)
-    problems = 0
+    problems, unreadable_manifests = 0, 0
     for path in args.manifests:
         try:
             utts = read_manifest(path)
         except ManifestError as e:
             print(f"error: {e}", file=sys.stderr)
-            problems += 1
+            unreadable_manifests += 1
             continue
         durations = sorted(u.duration for u in utts)
         chars = Counter(c for u in utts for c in normalize_text(u.text))
@@ -61,8 +63,8 @@ def main() -> int:
                         f"manifest says {u.duration:.2f} s, file holds {real:.2f} s"
                     )
                     problems += 1
-    return 1 if problems else 0
+    return EXIT_DATA if unreadable_manifests else EXIT_AUDIO if problems else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

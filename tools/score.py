@@ -6,14 +6,20 @@ Usage:
 
 Formats (``auto`` decides for each file):
     text      one utterance a line, empty lines included; files pair line by line
-    id        "utt-id text" lines (Kaldi); auto picks it when every first word is unique and has a digit
+    id        "utt-id text" lines (Kaldi); auto picks it when every first word looks like an id (has a digit,
+              is no number or ordinal like "2nd" or "1990s"), all have one shape (letters, digits and
+              punctuation in the same order, as generated ids do) and none repeats
     trn       "text (utt-id)" lines (NIST sclite)
     manifest  JSON lines: our manifests ("text") and per-utterance reports ("reference" in REF,
               "hypothesis" in HYP); the id is "id" or else the stem of "audio_filepath"
 
 Files with ids pair by id, and an id missing from either side is an error; otherwise they pair by line.
-Text is normalised as for training (asr.text.normalize_text) unless --no-normalize. The interval comes
-from resampling utterances (seeded). Exits 1 on unusable input, naming the file and the problem.
+With ``auto``, a file read as ``id`` beside one read as ``text`` is ambiguous ("2nd floor please" could be
+either) and refused: pass --format. Text is normalised as for training (asr.text.normalize_text) unless
+--no-normalize. The interval comes from resampling utterances (seeded). With no reference words WER is
+undefined: printed "n/a", null in --json. Neither output may be REF or HYP (through links too); both are
+written atomically. Exit codes are ``asr.errors``': 2 usage or an ambiguous format, 5 unusable input
+(naming the file and the problem), 6 an output that cannot be written.
 """
 
 from __future__ import annotations
@@ -25,15 +31,18 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from asr.errors import DataError, UsageError, run_main
 from asr.manifest import ManifestError, json_objects
-from asr.metrics import ScoreReport, score_report
+from asr.metrics import ScoreReport, format_rate, score_report
+from asr.outputs import refuse_overwrite, write_text_atomic
 
 FORMATS = ("auto", "text", "id", "trn", "manifest")
 TRN = re.compile(r"^(.*?)\s*\(([^()\s]+)\)\s*$")  # "text (utt-id)"
+NUMBER = re.compile(r"[-+]?\d+([.,:/]\d+)*(st|nd|rd|th|s|'s|%)?", re.IGNORECASE)  # 42, 2nd, 1990s, 3:30, 50%
 KEYS = {"REF": ("text", "reference"), "HYP": ("hypothesis", "text")}  # manifest text keys, in preference
 
 
-class InputError(ValueError):
+class InputError(DataError):
     """A reference or hypothesis file that cannot be scored; the message says where and why."""
 
 
@@ -54,9 +63,24 @@ def _detect(lines: list[str]) -> str:
     if filled and all(TRN.match(line) for line in filled):
         return "trn"
     first = [line.split()[0] for line in filled]
-    if first and len(set(first)) == len(first) and all(any(c.isdigit() for c in w) for w in first):
+    if (
+        first
+        and len(set(first)) == len(first)
+        and len({_shape(w) for w in first}) == 1
+        and all(map(_id_like, first))
+    ):
         return "id"
     return "text"
+
+
+def _id_like(word: str) -> bool:
+    """Whether a first word can be an utterance id: it has a digit and is no number or ordinal."""
+    return any(c.isdigit() for c in word) and not NUMBER.fullmatch(word)
+
+
+def _shape(word: str) -> str:
+    """Runs of letters -> "a", of digits -> "0", other characters kept: "spk1-utt02" -> "a0-a0"."""
+    return re.sub(r"\d+", "0", re.sub(r"[^\W\d_]+", "a", word))
 
 
 def _manifest(path: Path, lines: list[str], side: str) -> list[tuple[str, str]]:
@@ -85,6 +109,8 @@ def read_utterances(path: Path, fmt: str, side: str) -> Utterances:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not valid UTF-8 (byte {e.start})") from None
     fmt = _detect(lines) if fmt == "auto" else fmt
@@ -112,6 +138,17 @@ def read_utterances(path: Path, fmt: str, side: str) -> Utterances:
     return Utterances(path, fmt, [uid for uid, _ in rows], [text for _, text in rows])
 
 
+def check_formats(ref: Utterances, hyp: Utterances) -> None:
+    """Refuse (:class:`UsageError`) a pair read as ``id`` and ``text``: one of them is misread."""
+    kinds = {ref.fmt, hyp.fmt}
+    if kinds == {"id", "text"}:
+        ids, text = (ref, hyp) if ref.fmt == "id" else (hyp, ref)
+        raise UsageError(
+            f"cannot tell the format: the first words of {ids.path} look like utterance ids, those of "
+            f"{text.path} do not; pass --format id or --format text"
+        )
+
+
 def pair(ref: Utterances, hyp: Utterances) -> tuple[list[str], list[str], list[str]]:
     """(ids, references, hypotheses) in reference order; by id when both files have ids, else by line."""
     if ref.ids is None or hyp.ids is None:
@@ -135,11 +172,19 @@ def print_report(report: ScoreReport, top: int = 10) -> None:
     t, s = report.total, report.summary(top)
     wlo, whi = report.wer_ci
     clo, chi = report.cer_ci
-    print(
-        f"WER {100 * t.wer:6.2f}%  95% CI [{100 * wlo:.2f}, {100 * whi:.2f}]  "
-        f"({t.word_errors}/{t.words}: {t.substitutions} sub, {t.deletions} del, {t.insertions} ins)"
-    )
-    print(f"CER {100 * t.cer:6.2f}%  95% CI [{100 * clo:.2f}, {100 * chi:.2f}]  ({t.char_errors}/{t.chars})")
+    if t.words:
+        print(
+            f"WER {100 * t.wer:6.2f}%  95% CI [{100 * wlo:.2f}, {100 * whi:.2f}]  "
+            f"({t.word_errors}/{t.words}: {t.substitutions} sub, {t.deletions} del, {t.insertions} ins)"
+        )
+    else:
+        print(f"WER {format_rate(t.wer)}: the references have no words ({t.insertions} inserted)")
+    if t.chars:
+        print(
+            f"CER {100 * t.cer:6.2f}%  95% CI [{100 * clo:.2f}, {100 * chi:.2f}]  ({t.char_errors}/{t.chars})"
+        )
+    else:
+        print(f"CER {format_rate(t.cer)}: the references have no characters ({t.char_errors} inserted)")
     confusions = s["confusions"]
     for kind, rows in confusions.items():
         print(f"top {top} {kind}:" + ("" if rows else " none"))
@@ -161,29 +206,27 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.resamples < 1:
         p.error("--resamples must be at least 1")
-    try:
-        ref = read_utterances(args.ref, args.format, "REF")
-        hyp = read_utterances(args.hyp, args.format, "HYP")
-        ids, refs, hyps = pair(ref, hyp)
-        if not ids:
-            raise InputError(f"{args.ref}: no utterances")
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    outputs = [o for o in (args.json, args.alignments) if o is not None]
+    for output in outputs:
+        refuse_overwrite(output, [args.ref, args.hyp])
+    if len(outputs) == 2:
+        refuse_overwrite(args.alignments, [args.json])
+    ref = read_utterances(args.ref, args.format, "REF")
+    hyp = read_utterances(args.hyp, args.format, "HYP")
+    check_formats(ref, hyp)
+    ids, refs, hyps = pair(ref, hyp)
+    if not ids:
+        raise InputError(f"{args.ref}: no utterances")
     report = score_report(refs, hyps, not args.no_normalize, args.resamples, args.seed)
     how = "normalised" if report.normalized else "not normalised"
     print(f"REF {ref.path} ({ref.fmt}), HYP {hyp.path} ({hyp.fmt}): {len(ids)} utterances, {how}")
     print_report(report)
     if args.alignments:
-        args.alignments.parent.mkdir(parents=True, exist_ok=True)
-        args.alignments.write_text(report.alignments_text(ids), encoding="utf-8")
+        write_text_atomic(args.alignments, report.alignments_text(ids))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(report.summary(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
+        write_text_atomic(args.json, json.dumps(report.summary(), indent=2, ensure_ascii=False) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

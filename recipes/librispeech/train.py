@@ -17,24 +17,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
 import sys
 from pathlib import Path
 
-from prepare import (
+from asr.corpora.librispeech import (
     LM_MIRRORS,
     MIRRORS,
     TRAIN_SUBSETS,
-    PrepareError,
     add_data_arguments,
     combine,
     prepare_librispeech,
     prepare_lm,
 )
-
-from asr.config import ConfigError, load_config
-from asr.download import DownloadError, ExtractError
-from asr.recipe import run_multiset_recipe
+from asr.errors import run_main
+from asr.recipe import LMSource, add_recipe_arguments, command_line, recipe_config, run_recipe
 
 HERE = Path(__file__).resolve().parent
 PRESETS = sorted(p.stem for p in (HERE / "conf").glob("*.yaml"))
@@ -46,54 +42,39 @@ def train_subsets(preset: str) -> tuple[str, ...]:
     return TRAIN_SUBSETS[:1] if preset.startswith("100h") else TRAIN_SUBSETS
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="100h", choices=PRESETS, help="model and training preset (conf/)")
     p.add_argument(
-        "--exp-dir", type=Path, help="checkpoints, logs and results (default exp/librispeech-PRESET)"
+        "--preset",
+        default="100h",
+        choices=PRESETS,
+        help="model and training preset (conf/); EXP_DIR defaults to exp/librispeech-PRESET",
     )
     add_data_arguments(p)
     p.add_argument("--no-lm", action="store_true", help="greedy decoding only; skips the 4-gram LM download")
-    p.add_argument("--lm-dir", type=Path, help="a folder holding 4-gram.arpa.gz and librispeech-lexicon.txt")
-    p.add_argument("--lm-mirror", action="append", dest="lm_mirrors", help="base URL of resource 11")
-    p.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. trainer.max_epochs=5"
-    )
+    add_recipe_arguments(p, None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    exp_dir = args.exp_dir or Path(f"exp/librispeech-{args.preset}")
     subsets = train_subsets(args.preset)
-    try:
-        manifests = prepare_librispeech(
-            args.out_dir, subsets + EVAL_SETS, args.data_dir, mirrors=args.mirrors or MIRRORS, jobs=args.jobs
-        )
-        name = "train-960" if len(subsets) > 1 else subsets[0]
-        train_manifest = combine([manifests[s] for s in subsets], args.out_dir / f"{name}.jsonl")
-        lm = (
-            None
-            if args.no_lm
-            else prepare_lm(args.out_dir, args.lm_dir, mirrors=args.lm_mirrors or LM_MIRRORS)
-        )
-        cfg = load_config(
-            HERE / "conf" / f"{args.preset}.yaml",
-            [
-                f"data.train_manifest={train_manifest}",
-                f"data.val_manifest={manifests['dev-clean']}",
-                f"data.test_manifest={manifests['test-clean']}",
-                f"data.cmvn_stats={args.out_dir / f'cmvn-{name}.json'}",
-                f"exp_dir={exp_dir}",
-                *args.overrides,
-            ],
-        )
-        command = (
-            shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", __file__, *argv])
-        )
-        run_multiset_recipe(cfg, {s: manifests[s] for s in EVAL_SETS}, lm, command)
-    except (PrepareError, DownloadError, ExtractError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    manifests = prepare_librispeech(
+        args.out_dir, subsets + EVAL_SETS, args.data_dir, mirrors=args.mirrors or MIRRORS, jobs=args.jobs
+    )
+    name = "train-960" if len(subsets) > 1 else subsets[0]
+    train_manifest = combine([manifests[s] for s in subsets], args.out_dir / f"{name}.jsonl")
+    lm = LMSource()
+    if not args.no_lm:
+        arpa, lexicon = prepare_lm(args.out_dir, args.lm_dir, mirrors=args.lm_mirrors or LM_MIRRORS)
+        lm = LMSource(arpa=str(arpa), lexicon=str(lexicon))
+    cfg = recipe_config(
+        HERE / "conf" / f"{args.preset}.yaml",
+        train_manifest,
+        manifests["dev-clean"],
+        args.exp_dir or Path(f"exp/librispeech-{args.preset}"),
+        args.overrides,
+        [f"data.cmvn_stats={args.out_dir / f'cmvn-{name}.json'}"],
+    )
+    run_recipe(cfg, {s: manifests[s] for s in EVAL_SETS}, lm, command=command_line(__file__, argv))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

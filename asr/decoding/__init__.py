@@ -1,0 +1,17 @@
+"""CTC decoding: greedy search, and beam search with a lexicon, a word n-gram LM and hotwords.
+
+- :mod:`asr.decoding.config`: :class:`DecoderConfig` (what is asked for), :class:`Hypothesis`, ``Emission``;
+- :mod:`asr.decoding.greedy`: best-path decoding, batched on the log-probabilities' device (the only one);
+- :mod:`asr.decoding.beam`: :class:`~asr.decoding.beam.BeamSearch`, flashlight-text's decoder (torchaudio);
+- :mod:`asr.decoding.lexicon`: lexicon and ARPA readers, the character lexicon writer, ``<unk>``;
+- :mod:`asr.decoding.hotwords`: the word scorer for hotwords (and a word LM lexicon-free);
+- :mod:`asr.decoding.pool`: :class:`DecodePool`, many utterances over worker processes.
+
+The inference API (``asr.inference.Transcriber``) decodes through these; so do LM tuning and the recipes.
+"""
+
+from asr.decoding.config import DecoderConfig, DecoderError, Emission, Hypothesis
+from asr.decoding.lexicon import UNK
+from asr.decoding.pool import DecodePool
+
+__all__ = ["UNK", "DecodePool", "DecoderConfig", "DecoderError", "Emission", "Hypothesis"]
