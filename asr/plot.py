@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from asr.errors import DataError, UsageError
+from asr.outputs import refuse_overwrite, write_bytes_atomic
 
 if TYPE_CHECKING:
     from asr.inference import Transcriber
 
 CURVES = (("train/loss", "training loss"), ("val/wer", "dev WER"), ("val/cer", "dev CER"))
+
+
+def _save(plt, fig, out: str | Path) -> Path:  # noqa: ANN001 - matplotlib's module and figure
+    """Write the figure as PNG atomically (:func:`asr.outputs.write_bytes_atomic`) and close it."""
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(out, buffer.getvalue())
+    return Path(out)
 
 
 def _pyplot():  # noqa: ANN202 - matplotlib's module
@@ -70,6 +82,7 @@ def plot_curves(exp_dirs: Sequence[str | Path], out: str | Path) -> Path:
         raise UsageError("give at least one experiment folder")
     plt = _pyplot()
     runs = {str(d): read_curves(d) for d in exp_dirs}
+    refuse_overwrite(out, [p for d in exp_dirs for p in Path(d).rglob("*") if p.is_file()])
     fig, axes = plt.subplots(len(CURVES), 2, figsize=(11, 9), sharex="col", squeeze=False)
     for row, (tag, label) in enumerate(CURVES):
         for name, curves in runs.items():
@@ -89,12 +102,7 @@ def plot_curves(exp_dirs: Sequence[str | Path], out: str | Path) -> Path:
     axes[-1][0].set_xlabel("optimiser step")
     axes[-1][1].set_xlabel("wall-clock minutes")
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def plot_alignment(transcriber: Transcriber, audio: str | Path, out: str | Path) -> Path:
@@ -104,6 +112,7 @@ def plot_alignment(transcriber: Transcriber, audio: str | Path, out: str | Path)
     from asr.audio import SAMPLE_RATE, load_audio
 
     plt = _pyplot()
+    refuse_overwrite(out, [audio])
     wave = load_audio(audio)
     (result,) = transcriber.transcribe([wave], timestamps=True)
     recognizer = transcriber.recognizer
@@ -143,9 +152,4 @@ def plot_alignment(transcriber: Transcriber, audio: str | Path, out: str | Path)
             (word.start + word.end) / 2, axes[0].get_ylim()[1] * 0.85, word.text, ha="center", fontsize=8
         )
     axes[0].set_title(result.text or "(no speech recognised)", fontsize=10)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)

@@ -32,7 +32,7 @@ from asr import store
 from asr.checkpoint import export_model
 from asr.config import Config, load_config
 from asr.decoding import DecodePool, DecoderConfig
-from asr.errors import ConfigError, UsageError
+from asr.errors import ConfigError, DataError, UsageError
 from asr.inference import Emitted, Transcriber
 from asr.lm import build_arpa
 from asr.manifest import Utterance, read_manifest
@@ -348,7 +348,7 @@ def _plot_curves(exp: Path) -> None:
     """``EXP_DIR/curves.png``: loss and dev WER/CER against step and time, when matplotlib is installed."""
     try:
         plot_curves([exp], exp / "curves.png")
-    except UsageError as e:  # matplotlib missing
+    except (UsageError, DataError) as e:  # matplotlib missing, or no curves logged
         log.warning("no curves.png: %s", e)
 
 

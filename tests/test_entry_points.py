@@ -111,6 +111,24 @@ CASES: dict[str, dict[str, tuple[Args, bool, int, str]]] = {
         "full stdout": (_asr("export", lambda p: str(p.model), lambda p: str(p.tmp / "m2.pt")), True,
                         EXIT_OUTPUT, FULL),
     },
+    "asr serve": {
+        "missing input": (_asr("serve", "--model", lambda p: str(p.missing / "m.pt")), False, EXIT_CHECKPOINT,
+                          "does-not-exist/m.pt: checkpoint not found"),
+    },
+    "asr models": {
+        "missing input": (_asr("models", "add", "m", lambda p: str(p.missing)), False, EXIT_CHECKPOINT,
+                          "does-not-exist: model file not found"),
+        "full stdout": (_asr("models"), True, EXIT_OUTPUT, FULL),
+    },
+    "asr plot": {
+        "missing input": (_asr("plot", "curves", lambda p: str(p.missing), "--out",
+                               lambda p: str(p.tmp / "c.png")), False, EXIT_DATA,
+                          "does-not-exist: no tensorboard folder"),
+        "unwritable output": (_asr("plot", "curves", lambda p: str(p.model.parent.parent), "--out",
+                                   lambda p: str(p.blocker / "c.png")), False, EXIT_OUTPUT, "a-file/c.png"),
+        "full stdout": (_asr("plot", "curves", lambda p: str(p.model.parent.parent), "--out",
+                             lambda p: str(p.tmp / "c2.png")), True, EXIT_OUTPUT, FULL),
+    },
     "tools/score.py": {
         "missing input": (_tool("score.py", lambda p: str(p.missing), lambda p: str(p.manifest)), False,
                           EXIT_DATA, "does-not-exist: file not found"),
