@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from asr.inference import Transcript
 
 HOTWORD_BONUS = 3.0  # default --hotword bonus: the word's probability times e^3, about 20
+ONEDNN_CACHE = 16  # asr serve: kernels oneDNN keeps compiled for recent input shapes
 
 DESCRIPTION = """\
 Train, evaluate and run CTC bidirectional-RNN speech recognisers.
@@ -360,7 +361,13 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
+
+    # oneDNN caches compiled kernels for every input shape it sees, and a server sees new shapes with almost
+    # every batch: at its default (1024 entries) the cache grew the server by 138 MiB over 2000 requests
+    # (benchmarks/serve_soak.py), at 16 by 9 MiB. oneDNN reads it when torch first runs a kernel: set it here.
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE))
 
     from asr.decoding import DecoderConfig
     from asr.inference import Transcriber

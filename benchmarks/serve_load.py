@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ import httpx
 import soundfile as sf
 
 import asr
+from asr.cli import ONEDNN_CACHE
 from asr.manifest import read_manifest
 from asr.serve.app import ServeSettings, create_app
 from asr.serve.runner import background
@@ -58,6 +60,7 @@ async def load(
 
 
 def main() -> None:
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE))  # as asr serve runs
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
     p.add_argument("--manifest", required=True)

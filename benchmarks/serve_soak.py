@@ -3,11 +3,13 @@
 Usage:
     python benchmarks/serve_soak.py --model exp/an4/model.pt --manifest data/an4/test.jsonl [--requests 2000]
 
-Runs the server in this process (127.0.0.1, a free port) and sends ``--requests`` requests from 8 concurrent
-clients, cycling through four kinds: a valid file of the manifest (its reply must equal
-``Transcriber.transcribe``'s text for that file), unreadable bytes (must be 400), an upload over the size
-limit (must be 413) and a client that sends half its body and disconnects. Prints the count of each outcome,
-whether /health still answers, and the process's resident memory before and after (after a warm-up round).
+Starts ``asr serve`` as its own process (127.0.0.1, a free port, ``--max-upload-mb 1``) and sends
+``--requests`` requests from 8 concurrent clients in this process, cycling through four kinds: a valid file
+of the manifest (its reply must equal ``Transcriber.transcribe``'s text for that file), unreadable bytes
+(must be 400), an upload over the size limit (must be 413) and a client that sends half its body and
+disconnects. Prints the count of each outcome,
+whether /health still answers, and the server process's resident memory before and after (after a warm-up
+round of 200 requests).
 """
 
 from __future__ import annotations
@@ -16,18 +18,22 @@ import argparse
 import asyncio
 import collections
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
 
 import asr
 from asr.manifest import read_manifest
-from asr.serve.app import ServeSettings, create_app
-from asr.serve.runner import background
+from asr.serve.runner import free_port
+
+UPLOAD_MB = 1.0
 
 
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
@@ -89,14 +95,32 @@ def main() -> None:
     paths = [Path(u.audio_filepath) for u in read_manifest(args.manifest)]
     texts = [t.text for t in transcriber.transcribe(paths)]
     files = [(path, path.read_bytes(), text) for path, text in zip(paths, texts)]
-    settings = ServeSettings(max_upload_mb=1.0, body_timeout_s=2.0)
-    limit = int(settings.max_upload_mb * 2**20) + 1
-    with background(create_app(transcriber, settings)) as url:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "asr.cli", "serve", "--model", args.model, "--port", str(port),
+         "--max-upload-mb", str(UPLOAD_MB)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(f"{url}/health")
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the server did not start") from None
+                time.sleep(0.5)
+        limit = int(UPLOAD_MB * 2**20) + 1
         asyncio.run(soak(url, files, 200, limit))  # warm-up: allocator pools, thread pools, caches
-        before = rss_mib()
+        before = rss_mib(server.pid)
         outcomes = asyncio.run(soak(url, files, args.requests, limit))
-        after = rss_mib()
+        after = rss_mib(server.pid)
         health = httpx.get(f"{url}/health").json()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
     for outcome, count in sorted(outcomes.items()):
         print(f"{outcome:20} {count}")
     print(f"health after: {health['status']}  batches {health['batches']}  requests {health['requests']}")
