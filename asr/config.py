@@ -30,8 +30,8 @@ class SpecAugmentConfig:
     time_masks: int = 2
     time_width: float = 0.05  # widest time mask as a fraction of the utterance (adaptive masking)
     time_max_frames: int = 100  # and never wider than this
-    # Masks apply from this optimiser step on. Clean features early let CTC leave its all-blank start sooner:
-    # on AN4, 24% test WER after 3 minutes with masks from step 1000, 52% with them from the start.
+    # Masks apply from this optimiser step on. Clean features early let CTC leave its all-blank start sooner
+    # (measured on AN4: benchmarks/RESULTS.md, "Time to accuracy").
     start_step: int = 0
 
 
@@ -71,7 +71,7 @@ class TrainerConfig:
     max_epochs: int = 30
     max_steps: int = -1
     max_time: str = ""  # DD:HH:MM:SS wall-clock cap, empty for none
-    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
+    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed | auto (asr.train.resolve_precision)
     accelerator: str = "auto"
     devices: str = "auto"
     num_nodes: int = 1
@@ -168,6 +168,7 @@ def _describe(e: OmegaConfBaseException) -> str:
 
 
 PRECISIONS = (
+    "auto",  # bf16-mixed where the hardware runs it fast (a GPU with bf16, a CPU with AMX), else 32-true
     "32-true",
     "16-mixed",
     "bf16-mixed",

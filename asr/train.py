@@ -113,6 +113,17 @@ def check_resume(cfg: Config, tokenizer_data: dict[str, Any], last: Path) -> Non
         )
 
 
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``precision`` with "auto" made concrete: bf16 autocast on a CUDA GPU that supports it (fp16 autocast
+    on one that does not), and on a CPU only with AMX, where bf16 matrix work is fast; elsewhere on the CPU
+    (without AMX, bf16 is emulated and many times slower than fp32) full fp32."""
+    if precision != "auto":
+        return precision
+    if accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if torch.cpu._is_amx_tile_supported() else "32-true"
+
+
 def check_devices(cfg: Config) -> None:
     """The accelerator asked for exists here (else :class:`UsageError`); the strategy is Lightning's."""
     t = cfg.trainer
@@ -419,7 +430,7 @@ def build_trainer(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> pl.Trai
             max_epochs=t.max_epochs,
             max_steps=t.max_steps,
             max_time=t.max_time or None,
-            precision=t.precision,
+            precision=resolve_precision(t.precision, t.accelerator),
             accelerator=t.accelerator,
             devices=t.devices,
             strategy=t.strategy,

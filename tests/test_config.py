@@ -166,3 +166,17 @@ def test_dict_round_trip_and_yaml(tmp_path):
     assert from_dict(d) == cfg
     save_config(cfg, tmp_path / "run" / "config.yaml")
     assert load_config(tmp_path / "run" / "config.yaml") == cfg
+
+
+def test_auto_precision_is_concrete_and_follows_the_hardware(monkeypatch):
+    import torch
+
+    from asr.train import resolve_precision
+
+    assert resolve_precision("32-true", "cpu") == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert resolve_precision("auto", "auto") == "32-true"  # bf16 without AMX is emulated: fp32 is faster
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert resolve_precision("auto", "cpu") == "bf16-mixed"
+    assert load_config(None, ["trainer.precision=auto"]).trainer.precision == "auto"

@@ -6,6 +6,7 @@ RELIABILITY.md stays the same. ``benchmarks/fuzz_audio.py --cases N`` runs a lon
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -184,20 +185,16 @@ MUTATION = st.tuples(
 )
 
 
-def mutate(data: bytes, mutations: list[tuple[str, float, bytes]]) -> bytes:
-    """Apply byte-level mutations; positions are skewed towards the header, where parsers branch most."""
-    out = bytearray(data)
-    for kind, where, chunk in mutations:
-        at = int(where**3 * len(out))
-        if kind == "overwrite":
-            out[at : at + len(chunk)] = chunk
-        elif kind == "insert":
-            out[at:at] = chunk
-        elif kind == "delete":
-            del out[at : at + len(chunk)]
-        else:
-            del out[at:]
-    return bytes(out)
+def _load_mutate():  # noqa: ANN202
+    """benchmarks/fuzz_audio.py's ``mutate``: the fuzz benchmark and these tests mutate bytes the same way."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_audio.py"
+    spec = importlib.util.spec_from_file_location("fuzz_audio", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.mutate
+
+
+mutate = _load_mutate()
 
 
 def _load(path: Path) -> str:
