@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from asr.errors import EXIT_AUDIO, EXIT_OUTPUT, AsrError, AudioFailure, DataError, UsageError, run_main
 from asr.longform import OVERLAP_S, WINDOW_S
+from asr.text import HOTWORD_BONUS, parse_hotword
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from asr.decoding import DecoderConfig
     from asr.inference import Transcript
 
-HOTWORD_BONUS = 3.0  # default --hotword bonus: the word's probability times e^3, about 20
 ONEDNN_CACHE = 16  # asr serve: kernels oneDNN keeps compiled for recent input shapes
 
 DESCRIPTION = """\
@@ -32,7 +32,7 @@ Train, evaluate and run CTC bidirectional-RNN speech recognisers.
   asr transcribe audio.wav --model exp/run/checkpoints/last.ckpt [--format srt]
   asr transcribe --manifest files.jsonl --model model.pt --json [--decoder beam --lm lm.arpa]
   asr evaluate test.jsonl --model model.ckpt --report report.jsonl [--decoder beam --lm lm.arpa]
-  asr export exp/run/checkpoints/best.ckpt model.pt     (or model.onnx: runs without torch)
+  asr export exp/run/checkpoints/best.ckpt model.pt     (or model.onnx, for onnxruntime)
   asr serve --model an4 --port 8000                     (OpenAI-compatible API and a web page)
   asr models                                            (the model store: names, WER, default)
   asr plot curves exp/run exp/other --out curves.png
@@ -174,13 +174,10 @@ def _model_argument(p: argparse.ArgumentParser) -> None:
 
 
 def _hotword(value: str) -> tuple[str, float]:
-    from asr.text import normalize_text
-
-    word, _, bonus = value.rpartition(":") if ":" in value else (value, "", str(HOTWORD_BONUS))
     try:
-        return normalize_text(word), float(bonus)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WORD or WORD:BONUS, got {value!r}") from None
+        return parse_hotword(value)
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _decoder_arguments(p: argparse.ArgumentParser) -> None:

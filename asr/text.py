@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from asr.errors import DataError
+from asr.errors import DataError, UsageError
 
 BLANK_ID = 0
 BLANK = "<blank>"
@@ -200,3 +200,15 @@ def tokenizer_from_dict(d: dict[str, Any]) -> Tokenizer:
     if kind not in TOKENIZERS:
         raise TokenizerError(f"unknown tokenizer kind {kind!r}; known: {', '.join(TOKENIZERS)}")
     return TOKENIZERS[kind].from_dict(d)
+
+
+HOTWORD_BONUS = 3.0  # a hotword's default bonus (natural log): its probability times e^3, about 20
+
+
+def parse_hotword(value: str) -> tuple[str, float]:
+    """WORD or WORD:BONUS -> (normalised word, bonus); :class:`UsageError` when the bonus is not a number."""
+    word, _, bonus = value.rpartition(":") if ":" in value else (value, "", str(HOTWORD_BONUS))
+    try:
+        return normalize_text(word), float(bonus)
+    except ValueError:
+        raise UsageError(f"hotword {value!r}: expected WORD or WORD:BONUS") from None

@@ -334,7 +334,8 @@ def test_progress_bar_on_a_terminal_unless_quiet(trained_model, corpus, monkeypa
 
 
 def test_hotword_option():
-    from asr.cli import HOTWORD_BONUS, _hotword
+    from asr.cli import _hotword
+    from asr.text import HOTWORD_BONUS
 
     assert _hotword("Cut:2.5") == ("cut", 2.5) and _hotword("cut") == ("cut", HOTWORD_BONUS)
     out = asr("transcribe", "a.wav", "--model", "m.pt", "--hotword", "cut:lots")

@@ -32,13 +32,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asr.audio import AudioError, audio_duration
 from asr.decoding import DecoderConfig, DecoderError
+from asr.errors import UsageError
 from asr.inference import Transcriber
 from asr.serve.batcher import Batcher, QueueFull
 from asr.serve.responses import OPENAI_FORMATS, openai_body, rich_body
-from asr.text import normalize_text
+from asr.text import parse_hotword
 
 WEB = Path(__file__).resolve().parent.parent / "web"
-HOTWORD_BONUS = 3.0
 
 
 @dataclass(frozen=True)
@@ -105,17 +105,6 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     )
 
 
-def _hotwords(values: list[str]) -> tuple[tuple[str, float], ...]:
-    out = []
-    for value in values:
-        word, _, bonus = value.rpartition(":") if ":" in value else (value, "", str(HOTWORD_BONUS))
-        try:
-            out.append((normalize_text(word), float(bonus)))
-        except ValueError:
-            raise DecoderError(f"hotword {value!r}: expected WORD or WORD:BONUS") from None
-    return tuple(out)
-
-
 def create_app(transcriber: Transcriber, settings: ServeSettings = ServeSettings()) -> FastAPI:
     """The FastAPI application serving ``transcriber``."""
     batcher = Batcher(transcriber, settings.max_queue, settings.max_wait_s, settings.batch_seconds)
@@ -156,7 +145,7 @@ def create_app(transcriber: Transcriber, settings: ServeSettings = ServeSettings
                             f.write(chunk)
                     try:
                         decoder, timestamps = decoder_for(fields)
-                    except (DecoderError, ValueError) as e:
+                    except (DecoderError, UsageError, ValueError) as e:
                         return _error(400, str(e))
                     try:
                         duration = await asyncio.to_thread(audio_duration, path)
@@ -216,7 +205,9 @@ def create_app(transcriber: Transcriber, settings: ServeSettings = ServeSettings
         def decoder_for(fields: dict) -> tuple[DecoderConfig, bool]:
             kind = first(fields, "decoder", "greedy")
             nbest = int(first(fields, "nbest", "1") or 1)
-            hotwords = _hotwords(fields.get("hotword", []) + fields.get("hotword[]", []))
+            hotwords = tuple(
+                parse_hotword(v) for v in fields.get("hotword", []) + fields.get("hotword[]", [])
+            )
             if kind == "greedy" and (nbest > 1 or hotwords):
                 raise ValueError("nbest > 1 and hotwords need decoder=beam")
             if kind == "greedy":
