@@ -33,6 +33,7 @@ Train, evaluate and run CTC bidirectional-RNN speech recognisers.
   asr transcribe --manifest files.jsonl --model model.pt --json [--decoder beam --lm lm.arpa]
   asr evaluate test.jsonl --model model.ckpt --report report.jsonl [--decoder beam --lm lm.arpa]
   asr export exp/run/checkpoints/best.ckpt model.pt     (or model.onnx, for onnxruntime)
+  asr transcribe audio.wav --model model.onnx           (onnxruntime, without torch)
   asr serve --model an4 --port 8000                     (OpenAI-compatible API and a web page)
   asr models                                            (the model store: names, WER, default)
   asr plot curves exp/run exp/other --out curves.png
@@ -50,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         help="train a model (resumes automatically from EXP_DIR/checkpoints/last.ckpt)",
         description="Train a model from a YAML config plus key=value overrides of any config field "
         "(see asr/config.py). The resolved config is written to EXP_DIR/config.yaml; checkpoints go to "
-        "EXP_DIR/checkpoints (best by validation WER, and last.ckpt), logs to EXP_DIR/logs (CSV) and "
+        "EXP_DIR/checkpoints (best by validation CER, see trainer.select_by, and last.ckpt), logs to "
+        "EXP_DIR/logs (CSV) and "
         "EXP_DIR/tensorboard. Rerunning the same command resumes an interrupted run.",
     )
     t.add_argument("--config", help="YAML file setting config values (e.g. conf/small.yaml)")
@@ -84,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
         help="write AUDIO_STEM.<format> files here instead of printing, in the inputs' folders relative to "
         "the folder they share",
     )
-    r.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    r.add_argument(
+        "--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu; .onnx models: cpu)"
+    )
     r.add_argument(
         "--window",
         type=float,
@@ -139,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-duration", type=float, default=3600.0, help="longest audio, seconds (default 3600)")
     s.add_argument("--max-queue", type=int, default=64, help="requests waiting at most (default 64)")
     s.add_argument("--batch-wait", type=float, default=0.05, help="seconds to gather a batch (default 0.05)")
-    s.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    s.add_argument("--device", default="cpu", help="torch device (default cpu; .onnx models: cpu)")
     s.add_argument("--lm", help="word n-gram LM for decoder=beam requests (ARPA or KenLM binary)")
     s.add_argument("--lexicon", help="lexicon for decoder=beam requests (default with --lm: the LM's words)")
     s.add_argument("--beam-size", type=int, default=50, help="beam size for decoder=beam (default 50)")
@@ -168,8 +172,8 @@ def _parser() -> argparse.ArgumentParser:
 def _model_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
-        help="model file (checkpoint, exported .pt) or the name of a model in the store; default $ASR_MODEL, "
-        "else the store's default (asr models)",
+        help="model file (checkpoint, exported .pt, or .onnx: run by onnxruntime without torch) or the name "
+        "of a model in the store; default $ASR_MODEL, else the store's default (asr models)",
     )
 
 

@@ -21,6 +21,7 @@ from asr.batching import MAX_BATCH_SECONDS
 from asr.errors import ConfigError, first_line
 from asr.outputs import write_text_atomic
 from asr.spec import FeatureConfig, ModelConfig, check_features, check_model
+from asr.text import PIECE_TYPES
 
 
 @dataclass
@@ -44,7 +45,10 @@ class DataConfig:
     min_duration: float = 0.1
     max_duration: float = 20.0
     num_workers: int = 2
-    vocabulary: str = "english"  # english (a-z, apostrophe, space) or "from_data" (characters of train text)
+    tokenizer: str = "char"  # char | sentencepiece (subword pieces learnt from the training transcripts)
+    vocabulary: str = "english"  # char: english (a-z, apostrophe, space) or "from_data" (train text's)
+    pieces: int = 256  # sentencepiece: the vocabulary size (<unk> included, the CTC blank not)
+    piece_type: str = "unigram"  # sentencepiece: unigram | bpe
     # Speed perturbation of training audio, e.g. [0.9, 1.0, 1.1] (Ko et al. 2015); empty for none. Each batch
     # gets one factor drawn from (seed, epoch, batch), so a resumed run sees the same audio. Batches are
     # packed as if slowed by the smallest factor, so max_batch_seconds holds for every factor.
@@ -79,7 +83,12 @@ class TrainerConfig:
     accumulate_grad_batches: int = 1
     checkpoint_every_n_steps: int = 0  # >0: also write last.ckpt every this many optimiser steps
     keep_last: int = 0  # with checkpoint_every_n_steps: keep this many step-*.ckpt (to average the last K)
-    keep_best: int = 1  # best-*.ckpt kept by validation WER (to average the best K)
+    # The dev metric that picks the best checkpoints: cer (default), wer or loss. Not wer by default: early
+    # in training WER can exceed 100% (insertions of word fragments) while a near-blank model scores 100%,
+    # so best-by-WER keeps the blank model; a blank model's CER is 100% too, and any model that has learnt
+    # some spelling beats it.
+    select_by: str = "cer"
+    keep_best: int = 1  # best-*.ckpt kept by the select_by metric (to average the best K)
     val_every_n_epochs: int = 1
     log_every_n_steps: int = 20
     progress_bar: bool = True  # with the training loss in it, which costs a host-GPU sync every step
@@ -180,6 +189,7 @@ PRECISIONS = (
     "bf16",
     "64",
 )
+SELECT_BY = ("cer", "wer", "loss")  # the validation metrics a best checkpoint can be chosen by
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu")
 _MAX_TIME = re.compile(r"^\d+:\d{1,2}:\d{1,2}:\d{1,2}$")
 
@@ -217,7 +227,10 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("data.max_duration", lambda v: v > 0, "a number of seconds > 0"),
     ("data.num_workers", lambda v: v >= 0, ">= 0"),
     ("data.cmvn_max_utts", lambda v: v >= 1, ">= 1"),
+    ("data.tokenizer", lambda v: v in ("char", "sentencepiece"), "char or sentencepiece"),
     ("data.vocabulary", lambda v: v in ("english", "from_data"), "english or from_data"),
+    ("data.pieces", lambda v: 2 <= v <= 65536, "a vocabulary size in [2, 65536]"),
+    ("data.piece_type", lambda v: v in PIECE_TYPES, " or ".join(PIECE_TYPES)),
     ("data.speed_perturb", lambda v: all(_finite(f) and 0.5 <= f <= 2.0 for f in v), "factors in [0.5, 2]"),
     ("optim.lr", lambda v: _finite(v) and v > 0, "a learning rate > 0"),
     ("optim.weight_decay", lambda v: _finite(v) and v >= 0, ">= 0"),
@@ -235,6 +248,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.accumulate_grad_batches", lambda v: v >= 1, ">= 1"),
     ("trainer.checkpoint_every_n_steps", lambda v: v >= 0, ">= 0 (0: off)"),
     ("trainer.keep_last", lambda v: v >= 0, ">= 0"),
+    ("trainer.select_by", lambda v: v in SELECT_BY, " or ".join(SELECT_BY)),
     ("trainer.keep_best", lambda v: v >= 1, ">= 1"),
     ("trainer.val_every_n_epochs", lambda v: v >= 1, ">= 1"),
     ("trainer.log_every_n_steps", lambda v: v >= 1, ">= 1"),

@@ -10,8 +10,13 @@ Inputs are audio paths or 16 kHz mono float32 waveforms. Each path's duration is
 inputs up to ``window_s`` seconds are sorted by length and run through the model in batches of similar length
 (:func:`asr.batching.pack_sorted`), while a reader thread loads the next chunk of files; longer ones are run
 one at a time in overlapping windows (:mod:`asr.longform`), so memory stays bounded whatever the length.
-Greedy search decodes each batch where it was computed (no copy to NumPy); beam search runs over a
-:class:`asr.decoding.DecodePool`. Words are timed by forced alignment (:func:`asr.timing.align_words`).
+Greedy search reduces each batch where it was computed (only the best path leaves the device); beam search
+runs over a :class:`asr.decoding.DecodePool`. Words are timed by forced alignment
+(:func:`asr.timing.align_words`).
+
+Two backends give the log-probabilities: :class:`asr.recognizer.Recognizer` (torch, for ``.pt``/``.ckpt``
+files) and :class:`asr.onnx_model.OnnxRecognizer` (onnxruntime, for ``.onnx`` files). This module imports no
+torch: torch is imported when a torch model is loaded, so a Transcriber of an ONNX model never imports it.
 """
 
 from __future__ import annotations
@@ -22,26 +27,27 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio, stream_audio
-from asr.batching import MAX_BATCH_SECONDS
-from asr.checkpoint import load_recognizer
+from asr.batching import MAX_BATCH_SECONDS, gather_emissions, unpad
 from asr.decoding import DecodePool, DecoderConfig, Emission, Hypothesis
 from asr.decoding.greedy import greedy_hypotheses
 from asr.errors import AudioFailure, DataError, UsageError, first_line
 from asr.longform import OVERLAP_S, WINDOW_S, WINDOWS_PER_BATCH, Window, owned_words, window_plan, windows
 from asr.manifest import Utterance, read_manifest
 from asr.metrics import ErrorCounts, score, write_report
+from asr.onnx_model import OnnxRecognizer, is_onnx
 from asr.outputs import refuse_overwrite
-from asr.recognizer import Recognizer
 from asr.spec import ModelSpec
 from asr.store import resolve
 from asr.text import Tokenizer
 from asr.timing import Word, align_words
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +80,31 @@ def printable(path: str | Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+class Acoustic(Protocol):
+    """What a :class:`Transcriber` runs: waveforms to CTC log-probabilities, as
+    :class:`asr.recognizer.Recognizer` (torch tensors on its device) and
+    :class:`asr.onnx_model.OnnxRecognizer` (NumPy arrays) give them."""
+
+    tokenizer: Tokenizer
+    min_samples: int  # shorter inputs are padded to it
+    frame_seconds: float  # seconds per output frame
+
+    @property
+    def spec(self) -> ModelSpec: ...
+
+    def eval(self) -> Acoustic: ...
+
+    def batches(
+        self, waves: Sequence[np.ndarray], max_batch_seconds: float
+    ) -> Iterator[tuple[list[int], Any, Any]]: ...
+
+    def run(self, waves: Sequence[np.ndarray]) -> tuple[Any, Any]: ...
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """The torch device named; :class:`UsageError` for a name torch does not know or a device not here."""
+    import torch
+
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
@@ -121,7 +150,7 @@ def _check_wave(wave: np.ndarray) -> str | None:
 class Transcriber:
     """A loaded model: transcribe paths or waveforms, or evaluate on a manifest."""
 
-    def __init__(self, recognizer: Recognizer, max_batch_seconds: float = MAX_BATCH_SECONDS) -> None:
+    def __init__(self, recognizer: Acoustic, max_batch_seconds: float = MAX_BATCH_SECONDS) -> None:
         self.recognizer = recognizer.eval()
         self.spec: ModelSpec = recognizer.spec
         self.tokenizer: Tokenizer = recognizer.tokenizer
@@ -129,51 +158,47 @@ class Transcriber:
 
     @classmethod
     def load(cls, model: str | Path | None = None, device: str | torch.device = "cpu") -> Transcriber:
-        """Load a model onto ``device``: a model file (exported or a training checkpoint), the name of a model
-        in the store, or with None ``$ASR_MODEL`` or the store's default (:func:`asr.store.resolve`)."""
-        return cls(load_recognizer(resolve(model), resolve_device(device)))
+        """Load a model onto ``device``: a model file (an ``.onnx`` export, run by onnxruntime on the CPU
+        without torch; or an exported model or training checkpoint, run by torch), the name of a model in the
+        store, or with None ``$ASR_MODEL`` or the store's default (:func:`asr.store.resolve`)."""
+        path = resolve(model)
+        if is_onnx(path):
+            if str(device) != "cpu":
+                raise UsageError(f"device {str(device)!r}: ONNX models run on the CPU (onnxruntime)")
+            return cls(OnnxRecognizer(path))
+        from asr.checkpoint import load_recognizer
 
-    @torch.inference_mode()
+        return cls(load_recognizer(path, resolve_device(device)))
+
     def emissions(self, waves: Sequence[np.ndarray]) -> list[Emission]:
         """Each waveform's (T', V) float32 log-probabilities on the CPU and T' (for beam search, scoring)."""
-        out: list[Emission] = [(np.empty((0, self.tokenizer.vocab_size), np.float32), 0)] * len(waves)
-        for idx, log_probs, out_lens in self.recognizer.batches(waves, self.max_batch_seconds):
-            for i, emission in zip(idx, self._to_numpy(log_probs, out_lens)):
-                out[i] = emission
-        return out
-
-    @staticmethod
-    def _to_numpy(log_probs: Tensor, lens: Tensor) -> list[Emission]:
-        log_probs, n = log_probs.float().cpu().numpy(), lens.tolist()
-        return [(np.ascontiguousarray(log_probs[row, : n[row]]), n[row]) for row in range(len(n))]
+        return gather_emissions(self.recognizer.batches(waves, self.max_batch_seconds), len(waves))
 
     def _decode(
-        self, log_probs: Tensor, lens: Tensor, decoder: DecoderConfig, pool: DecodePool, timestamps: bool
+        self, log_probs: Any, lens: Any, decoder: DecoderConfig, pool: DecodePool, timestamps: bool
     ) -> list[tuple[list[Hypothesis], list[Word] | None]]:
-        """Hypotheses (and timed words) of a batch of log_probs (B, T', V), lens (B,)."""
+        """Hypotheses (and timed words) of a batch of log_probs (B, T', V), lens (B,), of either backend."""
         if decoder.kind == "greedy":
             hyps = greedy_hypotheses(self.tokenizer, log_probs, lens)
-            rows = [log_probs[r, :n] for r, n in enumerate(lens.tolist())] if timestamps else []
+            rows = unpad(log_probs, lens) if timestamps else []
         else:
-            emissions = self._to_numpy(log_probs, lens)
-            hyps = pool.decode(decoder, emissions)
-            rows = [torch.from_numpy(lp) for lp, _ in emissions] if timestamps else []
+            rows = unpad(log_probs, lens)
+            hyps = pool.decode(decoder, rows)
         if not timestamps:
             return [(h, None) for h in hyps]
         frame_s = self.recognizer.frame_seconds
         return [
             (h, align_words(row, h[0].tokens if h else [], self.tokenizer, frame_s))
-            for row, h in zip(rows, hyps)
+            for (row, _), h in zip(rows, hyps)
         ]
 
-    @torch.inference_mode()
     def align(self, wave: np.ndarray, text: str) -> list[Word]:
         """Timed words of a known ``text`` in one waveform, by forced alignment. Raises
         :class:`asr.text.TokenizerError` for text the tokenizer cannot represent and ValueError for text too
         long for the audio."""
-        log_probs, lens = self.recognizer(*self.recognizer.pad([wave]))
+        ((log_probs, _),) = unpad(*self.recognizer.run([wave]))
         ids = self.tokenizer.encode(text)
-        return align_words(log_probs[0, : int(lens[0])], ids, self.tokenizer, self.recognizer.frame_seconds)
+        return align_words(log_probs, ids, self.tokenizer, self.recognizer.frame_seconds)
 
     def transcribe(
         self,
@@ -252,7 +277,6 @@ class Transcriber:
             for i in (i for i, n in lengths.items() if n > window):
                 yield i, self._long(inputs[i], names[i], window, hop, decoder, pool)
 
-    @torch.inference_mode()
     def _short(
         self,
         good: list[tuple[int, np.ndarray]],
@@ -266,7 +290,6 @@ class Transcriber:
                 i = good[k][0]
                 yield i, Transcript(names[i], hyps[0].text if hyps else "", words=words, nbest=hyps)
 
-    @torch.inference_mode()
     def _long(
         self, item: Input, name: str, window: int, hop: int, decoder: DecoderConfig, pool: DecodePool
     ) -> Transcript:
@@ -279,7 +302,7 @@ class Transcriber:
             for w in windows(pieces, window, hop):
                 batch.append(w)
                 if len(batch) == WINDOWS_PER_BATCH or w[2]:
-                    log_probs, lens = self.recognizer(*self.recognizer.pad([wave for _, wave, _ in batch]))
+                    log_probs, lens = self.recognizer.run([wave for _, wave, _ in batch])
                     timed = [ws or [] for _, ws in self._decode(log_probs, lens, decoder, pool, True)]
                     words += owned_words(batch, timed, overlap)
                     batch = []

@@ -1,21 +1,24 @@
 """Running an exported ONNX model with onnxruntime: waveforms to CTC log-probabilities, without torch.
 
 The file written by :func:`asr.onnx_export.export_onnx` holds the whole recogniser (front end included) and
-its model spec in the metadata, so nothing else is needed to load it.
+its model spec in the metadata, so nothing else is needed to load it. :class:`OnnxRecognizer` offers what
+:class:`asr.inference.Transcriber` uses of :class:`asr.recognizer.Recognizer` (``batches``, ``run``, the
+tokenizer and frame arithmetic), with NumPy arrays for tensors, so ``asr transcribe``, ``asr evaluate`` and
+``asr serve`` run an ``.onnx`` model without importing torch.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from asr.audio import SAMPLE_RATE
-from asr.batching import MAX_BATCH_SECONDS, pack_sorted
+from asr.batching import MAX_BATCH_SECONDS, gather_emissions, pad_waves, padded_batches
 from asr.errors import ModelFileError, UsageError, first_line
 from asr.spec import ModelSpec
+from asr.text import Tokenizer, TokenizerError, tokenizer_from_dict
 
 SPEC_KEY = "asr_spec"  # the metadata entry holding the model spec as JSON
 
@@ -26,7 +29,11 @@ def is_onnx(path: str | Path) -> bool:
 
 
 class OnnxRecognizer:
-    """An ONNX file's acoustic model: :meth:`emissions` as :class:`asr.recognizer.Recognizer` gives them."""
+    """An ONNX file's recogniser on onnxruntime's CPU provider: waveforms -> CTC log-probabilities.
+
+    ``threads`` caps onnxruntime's intra-op threads (0: its default). Raises :class:`UsageError` without
+    onnxruntime and :class:`ModelFileError` for a missing, unreadable or foreign file.
+    """
 
     def __init__(self, path: str | Path, threads: int = 0) -> None:
         try:
@@ -49,22 +56,34 @@ class OnnxRecognizer:
             raise ModelFileError(f"{path}: an ONNX model without the asr spec (not exported by asr export)")
         try:
             self.spec = ModelSpec.from_dict(json.loads(stored))
-        except (ValueError, TypeError) as e:
+            self.tokenizer: Tokenizer = tokenizer_from_dict(self.spec.tokenizer)
+        except (ValueError, TypeError, TokenizerError) as e:
             raise ModelFileError(f"{path}: {first_line(e)}") from None
+        self.min_samples = self.spec.min_samples  # shorter inputs are padded to it
+        self.frame_seconds = self.spec.frame_seconds
+
+    def eval(self) -> OnnxRecognizer:
+        """Itself: an ONNX graph is always in inference mode (for :class:`asr.inference.Transcriber`)."""
+        return self
+
+    def run(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """One batch of waveforms, padded: log_probs (B, T', V) float32, out_lens (B,) int64."""
+        return self._run(*pad_waves(waves, self.min_samples))
+
+    def batches(
+        self, waves: Sequence[np.ndarray], max_batch_seconds: float = MAX_BATCH_SECONDS
+    ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+        """Waveforms in batches of similar length (sorted, within the budget): (indices into ``waves``,
+        log_probs (B, T', V), out_lens (B,))."""
+        for idx, batch, lens in padded_batches(waves, self.min_samples, max_batch_seconds):
+            yield idx, *self._run(batch, lens)
 
     def emissions(
         self, waves: Sequence[np.ndarray], max_batch_seconds: float = MAX_BATCH_SECONDS
     ) -> list[tuple[np.ndarray, int]]:
         """Each 16 kHz mono waveform's (T', V) float32 log-probabilities and T', batched by length."""
-        out: list[tuple[np.ndarray, int]] = [(np.zeros((0, 0), np.float32), 0)] * len(waves)
-        shortest = self.spec.min_samples
-        for idx in pack_sorted([max(len(w), shortest) for w in waves], max_batch_seconds * SAMPLE_RATE):
-            lens = np.array([max(len(waves[i]), shortest) for i in idx], np.int64)
-            batch = np.zeros((len(idx), int(lens.max())), np.float32)
-            for row, i in enumerate(idx):
-                batch[row, : len(waves[i])] = waves[i]
-            log_probs, out_lens = self.session.run(None, {"waves": batch, "wave_lens": lens})
-            for row, i in enumerate(idx):
-                n = int(out_lens[row])
-                out[i] = (np.ascontiguousarray(log_probs[row, :n]), n)
-        return out
+        return gather_emissions(self.batches(waves, max_batch_seconds), len(waves))
+
+    def _run(self, batch: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        log_probs, out_lens = self.session.run(None, {"waves": batch, "wave_lens": lens})
+        return log_probs, out_lens

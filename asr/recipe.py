@@ -52,11 +52,13 @@ TUNE_UTTS = 500  # the LM weights are tuned on at most this many validation utte
 class LMSource:
     """The word LM a recipe scores beam search with: none (the default); an n-gram of ``order`` built from
     the training transcripts (written to ``EXP_DIR/lm.arpa``); or a given ``arpa`` file (ARPA or KenLM
-    binary) with an optional character ``lexicon`` (default: the LM's unigrams)."""
+    binary) with an optional ``lexicon`` (default: the LM's unigrams, spelled by the model's tokenizer).
+    ``note`` says why this LM was chosen (e.g. a fallback), for results.json."""
 
     order: int = 0
     arpa: str | None = None
     lexicon: str | None = None
+    note: str = ""
 
     def __post_init__(self) -> None:
         if self.order == 1 or self.order < 0:
@@ -81,8 +83,15 @@ class LMSource:
     def describe(self) -> dict[str, Any]:
         """Where the LM came from, for results.json."""
         if self.order:
-            return {"source": "training transcripts", "order": self.order, "arpa": "lm.arpa", "lexicon": None}
-        return {"source": "file", "order": None, "arpa": self.arpa, "lexicon": self.lexicon}
+            source = {
+                "source": "training transcripts",
+                "order": self.order,
+                "arpa": "lm.arpa",
+                "lexicon": None,
+            }
+        else:
+            source = {"source": "file", "order": None, "arpa": self.arpa, "lexicon": self.lexicon}
+        return {**source, "note": self.note} if self.note else source
 
 
 def add_recipe_arguments(p: argparse.ArgumentParser, exp_dir: str | None, config: Path | None = None) -> None:
@@ -265,8 +274,8 @@ def run_recipe(
     holds::
 
         {"scores": {SET: {"greedy": {"wer", "cer", "words", "skipped"}, "beam_lm": {...}}},
-         "lm": null | {"source", "order", "arpa", "lexicon", "lm_weight", "word_score", "tuned_on",
-                       "tuning_utterances", "tuning_wer"},
+         "lm": null | {"source", "order", "arpa", "lexicon", ["note",] "lm_weight", "word_score",
+                       "tuned_on", "tuning_utterances", "tuning_wer"},
          "train_wall_seconds", "devices", "device_hours", "parameters", "precision",
          "best_checkpoint" (relative to EXP_DIR), "command", "details",
          "example": {"set", "audio", "reference", "hypothesis"}}
@@ -381,6 +390,7 @@ def results_markdown(cfg: Config, results: Mapping[str, Any]) -> str:
         lines.append(
             f"- beam search with {source}, lm_weight {lm['lm_weight']:g} and word_score {lm['word_score']:g} "
             f"tuned on {lm['tuning_utterances']} utterances of {Path(lm['tuned_on']).name}"
+            + (f" ({lm['note']})" if lm.get("note") else "")
         )
     lines += [f"- {key}: {value}" for key, value in results["details"].items()]
     lines += ["", "Command:", "", "```bash", results["command"], "```", ""]

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from asr.audio import SAMPLE_RATE
-from asr.batching import MAX_BATCH_SECONDS, pack_sorted, zero_pad
+from asr.batching import MAX_BATCH_SECONDS, pad_waves, padded_batches
 from asr.features import FeatureExtractor, num_frames
 from asr.model import Encoder
 from asr.spec import ModelSpec
@@ -57,6 +57,7 @@ class Recognizer(nn.Module):
         feats, feat_lens = self.frontend(waves, wave_lens)  # (B, T, F)
         return self.encoder(feats, feat_lens)
 
+    @torch.inference_mode()
     def batches(
         self, waves: Sequence[np.ndarray], max_batch_seconds: float = MAX_BATCH_SECONDS
     ) -> Iterator[tuple[list[int], Tensor, Tensor]]:
@@ -64,11 +65,17 @@ class Recognizer(nn.Module):
 
         Yields (indices into ``waves``, log_probs (B, T', V) on the model's device, out_lens (B,)).
         """
-        for idx in pack_sorted([len(w) for w in waves], max_batch_seconds * SAMPLE_RATE):
-            yield idx, *self(*self.pad([waves[i] for i in idx]))
+        for idx, batch, lens in padded_batches(waves, self.min_samples, max_batch_seconds):
+            yield idx, *self(*self._on_device(batch, lens))
+
+    @torch.inference_mode()
+    def run(self, waves: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
+        """One batch of waveforms, padded, through the model: log_probs (B, T', V), out_lens (B,)."""
+        return self(*self.pad(waves))
 
     def pad(self, waves: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
         """Zero-pad waveforms (each to at least :attr:`min_samples`) into (B, S) on the model's device."""
-        rows = [torch.from_numpy(np.asarray(w, dtype=np.float32)) for w in waves]
-        lens = torch.tensor([max(len(w), self.min_samples) for w in waves])
-        return zero_pad(rows, int(lens.max())).to(self.device), lens.to(self.device)
+        return self._on_device(*pad_waves(waves, self.min_samples))
+
+    def _on_device(self, batch: np.ndarray, lens: np.ndarray) -> tuple[Tensor, Tensor]:
+        return torch.from_numpy(batch).to(self.device), torch.from_numpy(lens).to(self.device)

@@ -1,17 +1,21 @@
-"""Text normalisation, the tokenizer interface and its character implementation, and CTC's label rules.
+"""Text normalisation, the tokenizer interface with its character and SentencePiece implementations, and
+CTC's label rules.
 
 The only place the CTC blank id and the character tokenizer's word separator (the space) are defined.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import re
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from asr.errors import DataError, UsageError
+from asr.errors import DataError, UsageError, first_line
 
 BLANK_ID = 0
 BLANK = "<blank>"
@@ -99,6 +103,15 @@ class Tokenizer(ABC):
     @abstractmethod
     def from_dict(cls, d: dict[str, Any]) -> Tokenizer:
         """Inverse of :meth:`to_dict`."""
+
+    @property
+    def word_start_ids(self) -> frozenset[int]:
+        """Ids of the tokens that begin a word (word-start pieces); empty where a separator divides words."""
+        return frozenset()
+
+    def token_text(self, i: int) -> str:
+        """The letters token ``i`` adds to a word."""
+        return self.symbols[i]
 
     def tidy(self, ids: Sequence[int]) -> list[int]:
         """Ids without leading, trailing or repeated separators (beam search opens and closes with one)."""
@@ -191,7 +204,136 @@ class CharTokenizer(Tokenizer):
         return cls(d["symbols"])
 
 
-TOKENIZERS: dict[str, type[Tokenizer]] = {CharTokenizer.kind: CharTokenizer}
+WORD_START = "\u2581"  # SentencePiece's mark on a piece that starts a word ("▁")
+PIECE_TYPES = ("unigram", "bpe")
+
+
+class SentencePieceTokenizer(Tokenizer):
+    """SentencePiece subword units (Kudo and Richardson 2018). Id 0 is the CTC blank, id 1 the piece model's
+    ``<unk>`` (never a training target), id k+1 the model's piece k.
+
+    There is no separator token: a piece starting with ``▁`` starts a word. The serialised piece model
+    travels in the model spec (base64), so a model file is self-contained.
+    """
+
+    kind = "sentencepiece"
+
+    def __init__(self, model: bytes) -> None:
+        import sentencepiece
+
+        self._model = bytes(model)
+        self._sp = sentencepiece.SentencePieceProcessor()
+        try:
+            self._sp.LoadFromSerializedProto(self._model)
+        except (RuntimeError, OSError) as e:
+            raise TokenizerError(f"not a SentencePiece model ({first_line(e)})") from None
+        if self._sp.unk_id() != 0 or self._sp.bos_id() != -1 or self._sp.eos_id() != -1:
+            raise TokenizerError("a piece model for CTC has <unk> at id 0 and no <s> or </s> pieces")
+        pieces = [self._sp.id_to_piece(i) for i in range(self._sp.get_piece_size())]
+        self._symbols = [BLANK, *pieces]
+        self._chars = {c for p in pieces[1:] for c in p if c != WORD_START}
+        self._starts = frozenset(i for i, p in enumerate(self._symbols) if p.startswith(WORD_START))
+
+    @classmethod
+    def train(
+        cls, texts: Iterable[str], vocab_size: int, model_type: str = "unigram"
+    ) -> SentencePieceTokenizer:
+        """A piece model of up to ``vocab_size`` pieces (``<unk>`` included) from the normalised ``texts``.
+
+        Deterministic: the same texts in the same order give the same model, byte for byte. Every character
+        of the texts is covered, so training text always encodes.
+        """
+        import sentencepiece
+
+        if model_type not in PIECE_TYPES:
+            raise TokenizerError(f"piece model type {model_type!r}: choose {' or '.join(PIECE_TYPES)}")
+        sentences = [t for t in (normalize_text(t) for t in texts) if t]
+        if not sentences:
+            raise TokenizerError("no training text to learn pieces from")
+        out = io.BytesIO()
+        try:
+            sentencepiece.SentencePieceTrainer.train(
+                sentence_iterator=iter(sentences),
+                model_writer=out,
+                vocab_size=vocab_size,
+                model_type=model_type,
+                character_coverage=1.0,
+                unk_id=0,
+                bos_id=-1,
+                eos_id=-1,
+                pad_id=-1,
+                normalization_rule_name="identity",  # normalize_text has done it
+                split_digits=True,
+                num_threads=1,  # multi-threaded training is not reproducible
+                hard_vocab_limit=False,  # a small corpus gets fewer pieces rather than an error
+                minloglevel=2,
+            )
+        except RuntimeError as e:
+            raise TokenizerError(
+                f"cannot train a {vocab_size}-piece {model_type} model: {first_line(e)}"
+            ) from None
+        return cls(out.getvalue())
+
+    @property
+    def symbols(self) -> list[str]:
+        return self._symbols
+
+    @property
+    def separator_id(self) -> None:
+        return None
+
+    def unknown(self, text: str) -> list[tuple[int, str]]:
+        return [(i, c) for i, c in enumerate(normalize_text(text)) if c != SPACE and c not in self._chars]
+
+    def encode(self, text: str) -> list[int]:
+        norm = normalize_text(text)
+        if bad := self.unknown(norm):
+            shown = ", ".join(f"{c!r} at {i}" for i, c in bad[:5])
+            raise TokenizerError(f"characters outside the vocabulary: {shown} in {norm!r}")
+        return [i + 1 for i in self._sp.encode(norm)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        pieces = [i - 1 for i in ids if i != BLANK_ID]
+        return " ".join(self._sp.decode(pieces).split())
+
+    def spell(self, word: str) -> list[int]:
+        """The word's pieces, the first one marked as a word start (the word as it is, not normalised)."""
+        if not word or any(c.isspace() for c in word):
+            raise TokenizerError(f"{word!r} is not one word")
+        if bad := [c for c in word if c not in self._chars]:
+            raise TokenizerError(f"{word!r}: character {bad[0]!r} outside the vocabulary")
+        return [i + 1 for i in self._sp.encode(word)]
+
+    @property
+    def word_start_ids(self) -> frozenset[int]:
+        return self._starts
+
+    def token_text(self, i: int) -> str:
+        return self._symbols[i].removeprefix(WORD_START)
+
+    def word_spans(self, ids: Sequence[int]) -> list[tuple[int, int]]:
+        """A word starts at each ``▁`` piece (or at the first piece) and runs to the next word's start."""
+        starts = [k for k, i in enumerate(ids) if k == 0 or i in self._starts]
+        return list(zip(starts, [*starts[1:], len(ids)]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model": base64.b64encode(self._model).decode("ascii")}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SentencePieceTokenizer:
+        if d.get("kind") != cls.kind or not isinstance(d.get("model"), str):
+            raise TokenizerError(f"not a SentencePiece tokenizer: kind {d.get('kind')!r}")
+        try:
+            model = base64.b64decode(d["model"], validate=True)
+        except binascii.Error:
+            raise TokenizerError("the SentencePiece model is not valid base64") from None
+        return cls(model)
+
+
+TOKENIZERS: dict[str, type[Tokenizer]] = {
+    CharTokenizer.kind: CharTokenizer,
+    SentencePieceTokenizer.kind: SentencePieceTokenizer,
+}
 
 
 def tokenizer_from_dict(d: dict[str, Any]) -> Tokenizer:

@@ -1,6 +1,6 @@
 """Word timings from CTC forced alignment, and transcripts as plain text, JSON, SubRip (srt) or WebVTT.
 
-The transcript's tokens are aligned to the model's own output frames (``torchaudio.functional.forced_align``),
+The transcript's tokens are aligned to the model's own output frames (:func:`asr.align.forced_align`, NumPy),
 split into words as the tokenizer groups its tokens, and each word gets the time span of its tokens' frames
 and a confidence: the mean posterior probability of those frames. Times are frame index x frame duration, with
 no correction for the receptive field of the front end, so they can run a frame or so early.
@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import torch
-import torchaudio.functional as AF
-from torch import Tensor
-
+from asr.align import forced_align, token_spans
+from asr.batching import to_numpy
 from asr.decoding import Emission, Hypothesis
 from asr.text import BLANK_ID, SPACE, Tokenizer, ctc_min_frames
 
@@ -34,14 +33,12 @@ class Word:
     confidence: float
 
 
-def align_words(
-    log_probs: Tensor, token_ids: Sequence[int], tokenizer: Tokenizer, frame_s: float
-) -> list[Word]:
+def align_words(log_probs: Any, token_ids: Sequence[int], tokenizer: Tokenizer, frame_s: float) -> list[Word]:
     """Force-align ``token_ids`` to one utterance's ``log_probs`` (T', V) and time each word.
 
-    ``log_probs`` holds the valid frames only. The tokenizer says which tokens make each word
-    (:meth:`asr.text.Tokenizer.word_spans`); leading, trailing and repeated separators are allowed. Raises
-    ValueError when T' is too short for the transcript (:func:`asr.text.ctc_min_frames`).
+    ``log_probs`` (a NumPy array or a torch tensor) holds the valid frames only. The tokenizer says which
+    tokens make each word (:meth:`asr.text.Tokenizer.word_spans`); leading, trailing and repeated separators
+    are allowed. Raises ValueError when T' is too short for the transcript (:func:`asr.text.ctc_min_frames`).
     """
     ids = [int(i) for i in token_ids]
     words_at = tokenizer.word_spans(ids)
@@ -49,11 +46,10 @@ def align_words(
         return []
     if BLANK_ID in ids:
         raise ValueError("the transcript's token ids contain the blank")
-    if log_probs.dim() != 2 or log_probs.shape[0] < ctc_min_frames(ids):
+    if log_probs.ndim != 2 or log_probs.shape[0] < ctc_min_frames(ids):
         raise ValueError(f"cannot align {len(ids)} tokens to log_probs of shape {tuple(log_probs.shape)}")
-    emissions = log_probs.detach().float().cpu()[None]  # (1, T', V)
-    path, scores = AF.forced_align(emissions, torch.tensor([ids], dtype=torch.int32), blank=BLANK_ID)
-    spans = AF.merge_tokens(path[0], scores[0].exp())  # one span per token of ``ids``, in order
+    path, scores = forced_align(to_numpy(log_probs), ids, BLANK_ID)
+    spans = token_spans(path, scores, BLANK_ID)  # one span per token of ``ids``, in order
     words: list[Word] = []
     for start, end in words_at:
         group = spans[start:end]
@@ -77,7 +73,7 @@ def timed_hypotheses(
 ) -> list[list[Word]]:
     """The words of each utterance's best hypothesis (none when it has none), aligned to its emissions."""
     return [
-        align_words(torch.from_numpy(lp[:n]), h[0].tokens if h else [], tokenizer, frame_s)
+        align_words(lp[:n], h[0].tokens if h else [], tokenizer, frame_s)
         for (lp, n), h in zip(emissions, hyps)
     ]
 

@@ -41,7 +41,7 @@ from asr.model import describe
 from asr.outputs import check_output_dir
 from asr.recognizer import Recognizer
 from asr.spec import ModelSpec
-from asr.text import CharTokenizer
+from asr.text import CharTokenizer, SentencePieceTokenizer, Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def check_resume(cfg: Config, tokenizer_data: dict[str, Any], last: Path) -> Non
     ):
         changed += [f"{section}.{k} {then.get(k)!r} -> {v!r}" for k, v in now.items() if then.get(k) != v]
     if stored.tokenizer != tokenizer_data:
-        changed.append("the tokenizer (data.vocabulary or the training text)")
+        changed.append("the tokenizer (data.tokenizer, data.vocabulary, data.pieces or the training text)")
     if changed:
         raise ConfigError(
             f"{last}: cannot resume with changed model settings ({'; '.join(changed)}); "
@@ -143,10 +143,15 @@ def check_data(data: AsrDataModule) -> None:
         data.dataset(split)
 
 
-def build_tokenizer(cfg: Config) -> CharTokenizer:
-    if cfg.data.vocabulary == "english":
+def build_tokenizer(cfg: Config) -> Tokenizer:
+    """The tokenizer ``cfg.data`` asks for; one learnt from text uses the training transcripts."""
+    d = cfg.data
+    if d.tokenizer == "char" and d.vocabulary == "english":
         return CharTokenizer.english()
-    return CharTokenizer.from_texts(u.text for u in read_manifest(cfg.data.train_manifest))
+    texts = [u.text for u in read_manifest(d.train_manifest)]
+    if d.tokenizer == "sentencepiece":
+        return SentencePieceTokenizer.train(texts, d.pieces, d.piece_type)
+    return CharTokenizer.from_texts(texts)
 
 
 @torch.inference_mode()
@@ -402,7 +407,7 @@ def build_trainer(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> pl.Trai
     checkpoint = MovableCheckpoint(
         dirpath=exp / "checkpoints",
         filename="best-{epoch:03d}-{step}",
-        monitor="val/wer",
+        monitor=f"val/{t.select_by}",
         mode="min",
         save_top_k=t.keep_best,
         auto_insert_metric_name=False,

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -64,3 +65,18 @@ def test_greedy_hypotheses_score_the_best_path_and_tidy_separators():
     assert second.text == "a"
     assert first.score == pytest.approx(lp[0].max(-1).values.sum().item())
     assert second.score == pytest.approx(lp[1, :2].max(-1).values.sum().item())  # padded frames not counted
+
+
+def test_numpy_and_torch_log_probs_decode_alike():
+    """One greedy implementation for both backends: NumPy arrays (ONNX) and torch tensors give the same
+    hypotheses, scores included."""
+    tok = CharTokenizer.english()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x = rng.normal(0, 3, (4, int(rng.integers(1, 60)), tok.vocab_size))
+        lp = (x - np.log(np.exp(x).sum(-1, keepdims=True))).astype(np.float32)
+        lens = rng.integers(0, lp.shape[1] + 1, 4)
+        ours = greedy_hypotheses(tok, lp, lens)
+        assert ours == greedy_hypotheses(tok, torch.from_numpy(lp), torch.from_numpy(lens))
+        assert greedy_ids(lp, lens) == greedy_ids(torch.from_numpy(lp), torch.from_numpy(lens))
+        assert [h[0].tokens for h in ours] == [tok.tidy(ids) for ids in greedy_ids(lp, lens)]

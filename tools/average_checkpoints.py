@@ -6,8 +6,9 @@ Usage:
     python tools/average_checkpoints.py a.ckpt b.ckpt c.ckpt --out avg.pt
 
 ``--last K`` takes the K checkpoints with the most training steps (keep them with
-``trainer.checkpoint_every_n_steps=N trainer.keep_last=K``); ``--best K`` the K with the lowest validation WER
-(``trainer.keep_best=K``). Checkpoints are loaded with ``weights_only=True``; all must share one model config.
+``trainer.checkpoint_every_n_steps=N trainer.keep_last=K``); ``--best K`` the K with the lowest validation
+score, CER unless ``trainer.select_by`` says otherwise (``trainer.keep_best=K``). Checkpoints are loaded
+with ``weights_only=True``; all must share one model config.
 ``--out`` may be neither one of the inputs (through links too) nor any training checkpoint: an averaged,
 inference-only model in its place would leave a run unable to resume. Exit codes are ``asr.errors``': 2
 usage, 4 a checkpoint that cannot be loaded or averaged, 6 an output refused or not written.
@@ -35,15 +36,16 @@ from asr.errors import OutputError, run_main
 from asr.outputs import refuse_overwrite
 
 
-def _val_wer(ckpt: dict, name: str) -> float | None:
-    """The validation WER the checkpoint file ``name`` was saved for as one of the best, else None.
+def _val_score(ckpt: dict, name: str) -> float | None:
+    """The validation score (``trainer.select_by``) the checkpoint file ``name`` was saved for as one of the
+    best, else None.
 
-    It is the file's own entry in its val/wer ModelCheckpoint's best-K table. ``last.ckpt`` and
+    It is the file's own entry in its validation ModelCheckpoint's best-K table. ``last.ckpt`` and
     ``step-*.ckpt`` carry that callback's state too, but no entry of their own: the current score in it
     belongs to an earlier checkpoint, not to their weights.
     """
     for key, state in ckpt.get("callbacks", {}).items():
-        if "val/wer" in key:
+        if "'monitor': 'val/" in key:
             for path, score in state.get("best_k_models", {}).items():
                 if Path(path).name == name:
                     return float(score)
@@ -59,7 +61,7 @@ def select(paths: Sequence[Path], last: int = 0, best: int = 0) -> list[Path]:
     if last:
         by_step = {int(c.get("global_step", -1)): f for f, c in sorted(info.items()) if f.name != "last.ckpt"}
         return [by_step[s] for s in sorted(by_step)[-last:]]
-    scored = sorted((w, str(f)) for f, c in info.items() if (w := _val_wer(c, f.name)) is not None)
+    scored = sorted((w, str(f)) for f, c in info.items() if (w := _val_score(c, f.name)) is not None)
     return [Path(f) for _, f in scored[:best]]
 
 
@@ -92,7 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoints", nargs="+", type=Path, help="checkpoint files or folders of them")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--last", type=int, default=0, metavar="K", help="the K with the most steps")
-    group.add_argument("--best", type=int, default=0, metavar="K", help="the K with the lowest val WER")
+    group.add_argument(
+        "--best",
+        type=int,
+        default=0,
+        metavar="K",
+        help="the K with the best validation score (trainer.select_by)",
+    )
     p.add_argument("--out", type=Path, required=True, help="the averaged model (load it like model.pt)")
     args = p.parse_args(argv)
     if args.last < 0 or args.best < 0:

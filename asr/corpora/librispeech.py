@@ -76,9 +76,14 @@ CHECKSUMS: dict[str, dict[str, str]] = {
     },
 }
 # Resource 11 has no checksum file on OpenSLR; these MD5s are the ones recorded by sdrobert's
-# pytorch-database-prep (librispeech.py, FILE2MD5), the only published values we know of.
+# pytorch-database-prep (librispeech.py, FILE2MD5), the only published values we know of; the pruned
+# 3-gram's SHA-256 is the one rwth-i6's i6_experiments records for it.
 LM_CHECKSUMS: dict[str, dict[str, str]] = {
     "4-gram.arpa.gz": {"md5": "6abdcd5b055bd482e4f9defe91d40408"},
+    "3-gram.pruned.1e-7.arpa.gz": {
+        "md5": "9a0f1325bcaf3a0f7b7be4be10823c2a",
+        "sha256": "71dd880667cb6ea3942bb1982988c91fb1208839a21911eeec7e31c857c4bdfb",
+    },
     "librispeech-lexicon.txt": {"md5": "28f72663f6bfed7cd346283c064c315b"},
 }
 LM_FILES = ("4-gram.arpa.gz", "librispeech-lexicon.txt")
@@ -207,6 +212,35 @@ def combine(manifests: Iterable[Path], dest: Path) -> Path:
     return dest
 
 
+def lm_file(
+    lm: Path,
+    name: str,
+    lm_dir: Path | None,
+    mirrors: Sequence[str],
+    checksums: Mapping[str, Mapping[str, str]],
+) -> Path:
+    """Resource 11's file ``name``: ``lm_dir/name`` when ``lm_dir`` is given, else downloaded into ``lm``
+    from ``mirrors`` and checked against ``checksums``."""
+    if lm_dir is not None:
+        path = Path(lm_dir) / name
+        if not path.is_file():
+            raise PrepareError(f"{path}: not found (--lm-dir must hold {name})")
+        return path
+    return download([f"{m.rstrip('/')}/{name}" for m in mirrors], lm / name, **checksums.get(name, {}))
+
+
+def lower_arpa(source: Path, arpa: Path) -> Path:
+    """``arpa``: the gzipped ARPA ``source`` unzipped and lower-cased like our transcripts (skipped when
+    ``arpa`` exists; written atomically)."""
+    if not arpa.is_file():
+        tmp = arpa.with_name(f".{arpa.name}.tmp")
+        with gzip.open(source, "rt", encoding="utf-8") as src, open(tmp, "w") as dst:
+            for line in tqdm(src, unit=" lines", desc=arpa.name, disable=None):
+                dst.write(line.lower())
+        os.replace(tmp, arpa)
+    return arpa
+
+
 def prepare_lm(
     out_dir: Path,
     lm_dir: Path | None = None,
@@ -224,23 +258,8 @@ def prepare_lm(
     if arpa.is_file() and lexicon.is_file():
         return arpa, lexicon
     lm.mkdir(parents=True, exist_ok=True)
-    sources = {}
-    for name in LM_FILES:
-        if lm_dir is not None:
-            sources[name] = Path(lm_dir) / name
-            if not sources[name].is_file():
-                raise PrepareError(
-                    f"{sources[name]}: not found (--lm-dir must hold {' and '.join(LM_FILES)})"
-                )
-        else:
-            urls = [f"{m.rstrip('/')}/{name}" for m in mirrors]
-            sources[name] = download(urls, lm / name, **checksums.get(name, {}))
-    if not arpa.is_file():
-        tmp = arpa.with_name(f".{arpa.name}.tmp")
-        with gzip.open(sources["4-gram.arpa.gz"], "rt", encoding="utf-8") as src, open(tmp, "w") as dst:
-            for line in tqdm(src, unit=" lines", desc="4-gram.arpa", disable=None):
-                dst.write(line.lower())
-        os.replace(tmp, arpa)
+    sources = {name: lm_file(lm, name, lm_dir, mirrors, checksums) for name in LM_FILES}
+    lower_arpa(sources["4-gram.arpa.gz"], arpa)
     words = {
         line.split(maxsplit=1)[0].lower()
         for line in sources["librispeech-lexicon.txt"].read_text(encoding="utf-8").splitlines()

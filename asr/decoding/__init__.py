@@ -1,8 +1,8 @@
-"""CTC decoding: greedy search, and beam search with a lexicon, a word n-gram LM and hotwords.
+"""CTC decoding, without torch: greedy search, and beam search with a lexicon, a word LM and hotwords.
 
 - :mod:`asr.decoding.config`: :class:`DecoderConfig` (what is asked for), :class:`Hypothesis`, ``Emission``;
-- :mod:`asr.decoding.greedy`: best-path decoding, batched on the log-probabilities' device (the only one);
-- :mod:`asr.decoding.beam`: :class:`~asr.decoding.beam.BeamSearch`, flashlight-text's decoder (torchaudio);
+- :mod:`asr.decoding.greedy`: best-path decoding (the only one), batched, on NumPy arrays or torch tensors;
+- :mod:`asr.decoding.beam`: :class:`~asr.decoding.beam.BeamSearch`, flashlight-text's decoder, used directly;
 - :mod:`asr.decoding.lexicon`: lexicon and ARPA readers, the character lexicon writer, ``<unk>``;
 - :mod:`asr.decoding.hotwords`: the word scorer for hotwords (and a word LM lexicon-free);
 - :mod:`asr.decoding.pool`: :class:`DecodePool`, many utterances over worker processes.

@@ -1,29 +1,48 @@
-"""Beam search: flashlight-text's CTC decoder (through torchaudio), with a lexicon and a word n-gram LM.
+"""Beam search: flashlight-text's CTC decoder, with a lexicon and a word n-gram LM, on NumPy emissions.
 
 Token ids are shared with flashlight: our blank (id 0) is its blank, the tokenizer's word separator its
-``|``, every other id a token. :class:`DecoderConfig` chooses how words are formed:
+``|``, every other id a token. A tokenizer without a separator (word-start pieces) gets a ``|`` after its
+last id whose log-probability is always -inf: flashlight needs one, and it never fires. :class:`DecoderConfig`
+chooses how words are formed:
 
 - lexicon: only words of a ``lexicon`` file, or with an ARPA ``lm`` alone the LM's unigrams, each spelled by
-  the tokenizer then ``|``;
+  the tokenizer (then ``|`` where the tokenizer has a separator);
 - lexicon-free (no lexicon and no ``lm``, or ``lexicon_free=True``): any token string is a word; an ``lm``
-  scores the tokens since the last separator as one word when a separator (or the end) comes.
+  scores the tokens of a word as one word when the next word starts (a separator or a word-start piece) or
+  the utterance ends.
 
 Scores are the emissions' natural-log probabilities plus ``lm_weight`` times the LM's log10 probabilities
 plus ``word_score`` per word. Hotwords go through :class:`asr.decoding.hotwords.WordScorer`; hotwords
 outside the lexicon are added to it.
+
+flashlight-text's Python bindings are used directly (the decoder, its options, the lexicon trie, KenLM), as
+torchaudio's ``ctc_decoder`` wraps them, so beam search imports no torch.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-import tempfile
 from pathlib import Path
+from typing import Any
 
-import torch
-from torch import Tensor
-from torchaudio.models.decoder import CTCDecoder as FlashlightDecoder
-from torchaudio.models.decoder import CTCHypothesis, ctc_decoder
+import numpy as np
+from flashlight.lib.text.decoder import (
+    LM,
+    CriterionType,
+    DecodeResult,
+    LexiconDecoder,
+    LexiconDecoderOptions,
+    LexiconFreeDecoder,
+    LexiconFreeDecoderOptions,
+    SmearingMode,
+    Trie,
+    ZeroLM,
+)
+from flashlight.lib.text.decoder.kenlm import KenLM
+from flashlight.lib.text.dictionary import Dictionary
 
+from asr.batching import to_numpy
 from asr.decoding.config import DecoderConfig, DecoderError, Hypothesis
 from asr.decoding.hotwords import WordScorer
 from asr.decoding.lexicon import SENTENCE_MARKS, SEPARATOR, UNK, arpa_unigrams, read_lexicon
@@ -43,16 +62,17 @@ class BeamSearch:
     def __init__(self, tokenizer: Tokenizer, config: DecoderConfig) -> None:
         if config.kind != "beam":
             raise DecoderError(f"BeamSearch needs a beam decoder config, got kind={config.kind!r}")
-        if tokenizer.separator_id is None:
-            raise DecoderError(
-                f"beam search needs a word separator token, which a {tokenizer.kind} tokenizer lacks"
-            )
         if config.lm is not None and not Path(config.lm).is_file():
             raise DecoderError(f"{config.lm}: LM file not found")
         self.tokenizer, self.config = tokenizer, config
-        self.separator = tokenizer.separator_id
         symbols = list(tokenizer.symbols)
-        symbols[self.separator] = SEPARATOR  # ids shared with ours
+        self.virtual_separator = tokenizer.separator_id is None
+        if self.virtual_separator:  # word-start pieces: a separator for flashlight that never fires
+            self.separator = len(symbols)
+            symbols.append(SEPARATOR)
+        else:
+            self.separator = tokenizer.separator_id
+            symbols[self.separator] = SEPARATOR  # ids shared with ours
         self.lexicon = self._lexicon(symbols)
         try:
             self._decoder = self._flashlight(symbols)
@@ -62,9 +82,12 @@ class BeamSearch:
             raise DecoderError(f"{config.lm}: cannot load the LM: {str(e).splitlines()[-1]}") from None
 
     def _spell(self, word: str, symbols: list[str]) -> list[str] | None:
-        """The word in token strings then the separator, or None when the tokenizer cannot spell it."""
+        """The word in token strings (then the separator, where the tokenizer has one), or None when the
+        tokenizer cannot spell it."""
         try:
-            return [symbols[i] for i in self.tokenizer.spell(word)] + [SEPARATOR]
+            return [symbols[i] for i in self.tokenizer.spell(word)] + (
+                [] if self.virtual_separator else [SEPARATOR]
+            )
         except TokenizerError:
             return None
 
@@ -79,6 +102,8 @@ class BeamSearch:
                 raise DecoderError(f"hotword {word!r}: has characters the model cannot spell")
         if config.lexicon is not None:
             lexicon = read_lexicon(config.lexicon)
+            if self.virtual_separator:  # a lexicon file spells in characters: respell its words in pieces
+                lexicon = {w: [s] if (s := self._spell(w, symbols)) else [] for w in lexicon}
         elif config.lm is not None and not config.lexicon_free:
             words = [w for w in arpa_unigrams(config.lm) if w not in (*SENTENCE_MARKS, UNK)]
             lexicon = {w: [s] if (s := self._spell(w, symbols)) else [] for w in words}
@@ -99,51 +124,71 @@ class BeamSearch:
             kept.setdefault(word, [spelling])
         return kept
 
-    def _flashlight(self, symbols: list[str]) -> FlashlightDecoder:
-        """torchaudio's flashlight decoder; lexicon and word list go through temporary files."""
+    def _flashlight(self, symbols: list[str]) -> LexiconDecoder | LexiconFreeDecoder:
+        """flashlight's decoder: lexicon-free, or on the lexicon's trie smeared with its words' LM scores."""
         config, lexicon = self.config, self.lexicon
-        words = None if lexicon is None else [*lexicon, *([] if UNK in lexicon else [UNK])]  # word-id order
-        lm, lm_weight = config.lm, config.lm_weight
-        if config.hotwords or (lexicon is None and config.lm is not None):
-            lm, lm_weight = WordScorer(config, symbols, self.separator, words), 1.0
-        options = dict(
-            tokens=symbols,
-            lm=lm,
-            nbest=config.beam_size,  # all final hypotheses: those of the same text are merged later
+        tokens = Dictionary(symbols)
+        self.blank, separator = tokens.get_index(BLANK), tokens.get_index(SEPARATOR)
+        beam = dict(
             beam_size=config.beam_size,
-            beam_size_token=config.beam_size_token,
+            beam_size_token=config.beam_size_token or len(symbols),
             beam_threshold=config.beam_threshold,
-            lm_weight=lm_weight,
-            word_score=config.word_score,
-            blank_token=BLANK,
-            sil_token=SEPARATOR,
-            unk_word=UNK,
+            sil_score=0.0,
+            log_add=False,
+            criterion_type=CriterionType.CTC,
         )
+        words = None if lexicon is None else Dictionary([*lexicon, *([] if UNK in lexicon else [UNK])])
+        lm: LM
+        lm_weight = config.lm_weight
+        if config.hotwords or (lexicon is None and config.lm is not None):
+            vocab = None if words is None else [words.get_entry(i) for i in range(words.index_size())]
+            lm, lm_weight = WordScorer(config, self.tokenizer, self.separator, vocab), 1.0
+        elif config.lm is not None:
+            lm = KenLM(config.lm, words)
+        else:
+            lm = ZeroLM()
+        self._lm = lm  # the decoder holds it by reference only: keep it alive as long as the decoder
         if lexicon is None or words is None:
-            return ctc_decoder(lexicon=None, **options)
-        with tempfile.TemporaryDirectory() as tmp:
-            path, word_list = Path(tmp) / "lexicon.txt", Path(tmp) / "words.txt"
-            path.write_text(
-                "".join(f"{w} {' '.join(s)}\n" for w, ss in lexicon.items() for s in ss), encoding="utf-8"
-            )
-            word_list.write_text("".join(f"{w}\n" for w in words), encoding="utf-8")
-            return ctc_decoder(lexicon=str(path), lm_dict=str(word_list), **options)
+            options = LexiconFreeDecoderOptions(lm_weight=lm_weight, **beam)
+            return LexiconFreeDecoder(options, lm, separator, self.blank, [])
+        trie = Trie(tokens.index_size(), separator)
+        start = lm.start(False)
+        for word, spellings in lexicon.items():
+            word_id = words.get_index(word)
+            _, score = lm.score(start, word_id)
+            for spelling in spellings:
+                trie.insert([tokens.get_index(t) for t in spelling], word_id, score)
+        trie.smear(SmearingMode.MAX)
+        options = LexiconDecoderOptions(
+            lm_weight=lm_weight, word_score=config.word_score, unk_score=float("-inf"), **beam
+        )
+        return LexiconDecoder(options, trie, lm, separator, self.blank, words.get_index(UNK), [], False)
 
-    def __call__(self, log_probs: Tensor) -> list[Hypothesis]:
-        """log_probs (T, V) of one utterance's valid frames -> up to ``nbest`` hypotheses, best first."""
-        row = log_probs.detach().float().cpu()
-        if self.lexicon is not None:
+    def __call__(self, log_probs: Any) -> list[Hypothesis]:
+        """log_probs (T, V) of one utterance's valid frames (a NumPy array or a torch tensor) -> up to
+        ``nbest`` hypotheses, best first."""
+        rows = to_numpy(log_probs).astype(np.float32, copy=False)
+        if self.virtual_separator:  # flashlight's separator, after our last id: never emitted
+            rows = np.concatenate([rows, np.full((len(rows), 1), -np.inf, dtype=np.float32)], axis=1)
+        elif self.lexicon is not None:
             # Lexicon words end with the separator, which our model does not emit after the last word:
             # one more frame allowing only the separator or blank lets the last word end.
-            end = torch.full((1, row.shape[1]), float("-inf"))
+            end = np.full((1, rows.shape[1]), -np.inf, dtype=np.float32)
             end[0, [BLANK_ID, self.separator]] = 0.0
-            row = torch.cat([row, end])
-        return self._hypotheses(self._decoder(row[None].contiguous())[0])
+            rows = np.concatenate([rows, end])
+        rows = np.ascontiguousarray(rows)
+        results = self._decoder.decode(rows.ctypes.data, rows.shape[0], rows.shape[1])
+        return self._hypotheses(results[: self.config.beam_size])
 
-    def _hypotheses(self, results: list[CTCHypothesis]) -> list[Hypothesis]:
+    def _hypotheses(self, results: list[DecodeResult]) -> list[Hypothesis]:
         best: dict[str, Hypothesis] = {}
         for r in sorted(results, key=lambda r: -r.score):
-            tokens = self.tokenizer.tidy(r.tokens.tolist())
+            path = [
+                t
+                for t, _ in itertools.groupby(r.tokens)
+                if t != self.blank and not (self.virtual_separator and t == self.separator)
+            ]
+            tokens = self.tokenizer.tidy(path)
             text = self.tokenizer.decode(tokens)
             if text not in best:
                 best[text] = Hypothesis(text, float(r.score), tokens)

@@ -1,6 +1,6 @@
 """Hotwords, and word-LM scoring lexicon-free: a Python scorer standing in for flashlight's LM.
 
-flashlight has no hotword option, but torchaudio lets a Python object stand in for its LM. With hotwords set,
+flashlight has no hotword option, but a Python subclass of its LM can stand in for it. With hotwords set,
 :class:`WordScorer` scores every completed word itself (the n-gram LM if any, plus the word's bonus), so a
 hotword gains its bonus each time a hypothesis completes it; with a lexicon, flashlight's lookahead (the trie
 smeared with each word's score) favours it too. This Python scoring is slower than flashlight's own KenLM, so
@@ -11,28 +11,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from flashlight.lib.text.decoder import LMState
+from flashlight.lib.text.decoder import LM, LMState
 from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary
-from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState
 
 from asr.decoding.config import DecoderConfig
 from asr.decoding.lexicon import UNK, arpa_unigrams
+from asr.text import Tokenizer
 
 
-class WordScorer(CTCDecoderLM):
+class WordScorer(LM):
     """Whole-word scores for flashlight: ``lm_weight`` times the n-gram LM's log10 probability (when there is
     an LM), plus the word's hotword bonus, plus ``word_score`` when lexicon-free.
 
     With a lexicon (``vocab``: the words in flashlight's word-id order) flashlight asks for each completed
     word by id and adds ``word_score`` itself. Lexicon-free, flashlight asks after every token, so the
-    tokens since the last separator (id ``separator`` of ``symbols``) are scored as one word at the next
-    separator and at the end; a word LM given to flashlight directly would score characters as words. Give
-    flashlight ``lm_weight=1``.
+    tokens of a word are scored as one word when the next word starts (the separator, id ``separator``, or
+    a word-start piece of ``tokenizer``) and at the end; a word LM given to flashlight directly would score
+    tokens as words. Give flashlight ``lm_weight=1``.
     """
 
     def __init__(
-        self, config: DecoderConfig, symbols: Sequence[str], separator: int, vocab: Sequence[str] | None
+        self, config: DecoderConfig, tokenizer: Tokenizer, separator: int, vocab: Sequence[str] | None
     ) -> None:
         super().__init__()
         self.by_id = list(vocab) if vocab is not None else None
@@ -45,7 +45,8 @@ class WordScorer(CTCDecoderLM):
         self.lm_weight = config.lm_weight
         self.word_score = config.word_score if vocab is None else 0.0
         self.hotwords = dict(config.hotwords)
-        self.symbols, self.separator = symbols, separator
+        self.texts = [tokenizer.token_text(i) for i in range(tokenizer.vocab_size)]
+        self.starts, self.separator = tokenizer.word_start_ids, separator
         self.states: dict[LMState, tuple[LMState | None, str, float]] = {}  # -> (KenLM state, word, score)
 
     def _word(self, ken: LMState | None, word: str) -> tuple[LMState | None, float]:
@@ -59,7 +60,7 @@ class WordScorer(CTCDecoderLM):
 
     def start(self, start_with_nothing: bool) -> LMState:
         self.states.clear()  # flashlight decodes one utterance at a time
-        state = CTCDecoderLMState()
+        state = LMState()
         ken = self.kenlm.start(start_with_nothing) if self.kenlm is not None else None
         self.states[state] = (ken, "", 0.0)
         return state
@@ -71,8 +72,11 @@ class WordScorer(CTCDecoderLM):
             if self.by_id is not None or token == self.separator:  # a word is complete
                 ken, score = self._word(ken, self.by_id[token] if self.by_id is not None else word)
                 self.states[child] = (ken, "", score)
+            elif token in self.starts:  # a word-start piece completes the word before it
+                ken, score = self._word(ken, word)
+                self.states[child] = (ken, self.texts[token], score)
             else:
-                self.states[child] = (ken, word + self.symbols[token], 0.0)
+                self.states[child] = (ken, word + self.texts[token], 0.0)
         return child, self.states[child][2]
 
     def finish(self, state: LMState) -> tuple[LMState, float]:

@@ -1,4 +1,4 @@
-"""Decoding many utterances, in this process or spread over worker processes."""
+"""Decoding many utterances, in this process or spread over worker processes (NumPy emissions, no torch)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import multiprocessing as mp
 from collections.abc import Sequence
 from typing import Any
 
-import torch
+import numpy as np
 
 from asr.decoding.beam import BeamSearch
 from asr.decoding.config import DecoderConfig, DecoderError, Emission, Hypothesis
@@ -28,13 +28,10 @@ class _Decoder:
 
     def decode(self, config: DecoderConfig, items: Sequence[Emission]) -> list[list[Hypothesis]]:
         if config.kind == "greedy":
-            return [
-                greedy_hypotheses(self.tokenizer, torch.from_numpy(lp[None, :n]), torch.tensor([n]))[0]
-                for lp, n in items
-            ]
+            return [greedy_hypotheses(self.tokenizer, lp[None, :n], np.array([n]))[0] for lp, n in items]
         self.prepare(config)
         assert self.beam is not None
-        return [self.beam(torch.from_numpy(lp[:n])) for lp, n in items]
+        return [self.beam(lp[:n]) for lp, n in items]
 
 
 _worker: _Decoder | None = None  # in each pool process
@@ -42,7 +39,6 @@ _worker: _Decoder | None = None  # in each pool process
 
 def _init_worker(tokenizer: dict[str, Any]) -> None:
     global _worker
-    torch.set_num_threads(1)
     _worker = _Decoder(tokenizer_from_dict(tokenizer))
 
 
@@ -71,7 +67,7 @@ class DecodePool:
         self._pool = None
         if processes > 1:
             # forkserver (where there is one) forks workers from a process that has imported this module,
-            # so each starts in milliseconds; spawn imports torch anew in each.
+            # so each starts in milliseconds; spawn imports it anew in each.
             method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
             ctx = mp.get_context(method)
             if method == "forkserver":
