@@ -92,7 +92,10 @@ class TrainerConfig:
     val_every_n_epochs: int = 1
     log_every_n_steps: int = 20
     progress_bar: bool = True  # with the training loss in it, which costs a host-GPU sync every step
-    threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
+    # torch intra-op threads on CPU; 0: one per core idle when training starts (asr.threads). A busy core in
+    # the pool stalls every step: beside one busy process, 2 threads trained at 0.04 of the idle rate, 1 at
+    # 0.65 (benchmarks/train_contention.py). Set it for bit-exact reruns on a machine whose load changes.
+    threads: int = 0
 
 
 @dataclass
@@ -252,7 +255,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.keep_best", lambda v: v >= 1, ">= 1"),
     ("trainer.val_every_n_epochs", lambda v: v >= 1, ">= 1"),
     ("trainer.log_every_n_steps", lambda v: v >= 1, ">= 1"),
-    ("trainer.threads", lambda v: v >= 0, ">= 0 (0: torch's default)"),
+    ("trainer.threads", lambda v: v >= 0, ">= 0 (0: the cores idle at start)"),
 ]
 
 

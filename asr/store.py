@@ -2,7 +2,7 @@
 
 Layout, under ``$ASR_HOME`` (default ``~/.cache/asr``)::
 
-    models/<name>/model.pt      the model file (copied in when registered)
+    models/<name>/model.pt      the model file (copied in when registered; model.onnx for an ONNX export)
     models/<name>/model.json    name, test WER/CER, training data, date, size, source
     models/DEFAULT              the default model's name
 
@@ -24,7 +24,7 @@ from asr.errors import ModelFileError, UsageError
 from asr.outputs import write_text_atomic
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-MODEL_FILE = "model.pt"
+MODEL_FILES = ("model.pt", "model.onnx")  # a registered model's file: a torch model or an ONNX export
 NO_MODEL = (
     "no model given: pass --model PATH_OR_NAME, set ASR_MODEL, or register one "
     "(the offline demo does: python recipes/synthetic/train.py)"
@@ -54,6 +54,11 @@ def _models() -> Path:
     return home() / "models"
 
 
+def _model_file(name: str) -> Path | None:
+    """The registered model file of ``name``, if there is one."""
+    return next((f for f in (_models() / name / n for n in MODEL_FILES) if f.is_file()), None)
+
+
 def _check_name(name: str) -> str:
     if not NAME.match(name):
         raise UsageError(f"model name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
@@ -77,17 +82,21 @@ def register(
         raise ModelFileError(f"{src}: model file not found")
     folder = _models() / _check_name(name)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{MODEL_FILE}.{os.getpid()}.tmp"
+    dest = folder / MODEL_FILES[src.suffix == ".onnx"]
+    tmp = folder / f".{dest.name}.{os.getpid()}.tmp"
     shutil.copyfile(src, tmp)
-    os.replace(tmp, folder / MODEL_FILE)
+    os.replace(tmp, dest)
+    for other in MODEL_FILES:  # a model of the same name in the other format is replaced
+        if other != dest.name:
+            (folder / other).unlink(missing_ok=True)
     entry = StoredModel(
         name=name,
-        path=str(folder / MODEL_FILE),
+        path=str(dest),
         test_wer=test_wer,
         test_cer=test_cer,
         data=data,
         created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-        size_bytes=(folder / MODEL_FILE).stat().st_size,
+        size_bytes=dest.stat().st_size,
         source=str(src.resolve()),
     )
     write_text_atomic(folder / "model.json", json.dumps(asdict(entry), indent=2) + "\n")
@@ -115,12 +124,12 @@ def default_name() -> str | None:
         name = (_models() / "DEFAULT").read_text(encoding="utf-8").strip()
     except OSError:
         return None
-    return name if (_models() / name / MODEL_FILE).is_file() else None
+    return name if _model_file(name) is not None else None
 
 
 def set_default(name: str) -> None:
     """Make ``name`` (a registered model) the default."""
-    if not (_models() / _check_name(name) / MODEL_FILE).is_file():
+    if _model_file(_check_name(name)) is None:
         known = ", ".join(m.name for m in list_models()) or "none"
         raise UsageError(f"no model named {name!r} in {_models()} (registered: {known})")
     write_text_atomic(_models() / "DEFAULT", name + "\n")
@@ -136,8 +145,8 @@ def resolve(model: str | Path | None) -> Path:
     path = Path(model)
     if path.exists() or not NAME.match(str(model)):
         return path
-    stored = _models() / str(model) / MODEL_FILE
-    if stored.is_file():
+    stored = _model_file(str(model))
+    if stored is not None:
         return stored
     known = ", ".join(m.name for m in list_models()) or "none registered"
     raise ModelFileError(f"{model}: no such model file, nor a model of that name in {_models()} ({known})")

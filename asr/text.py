@@ -241,7 +241,8 @@ class SentencePieceTokenizer(Tokenizer):
         """A piece model of up to ``vocab_size`` pieces (``<unk>`` included) from the normalised ``texts``.
 
         Deterministic: the same texts in the same order give the same model, byte for byte. Every character
-        of the texts is covered, so training text always encodes.
+        of the texts is covered, so training text always encodes, and so are a-z and the apostrophe, so
+        English text outside the training set does too.
         """
         import sentencepiece
 
@@ -258,6 +259,7 @@ class SentencePieceTokenizer(Tokenizer):
                 vocab_size=vocab_size,
                 model_type=model_type,
                 character_coverage=1.0,
+                required_chars="".join(ENGLISH),
                 unk_id=0,
                 bos_id=-1,
                 eos_id=-1,

@@ -42,6 +42,7 @@ from asr.outputs import check_output_dir
 from asr.recognizer import Recognizer
 from asr.spec import ModelSpec
 from asr.text import CharTokenizer, SentencePieceTokenizer, Tokenizer
+from asr.threads import choose_threads
 
 log = logging.getLogger(__name__)
 
@@ -476,8 +477,11 @@ def train(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> Path:
     trainer's.
     """
     pl.seed_everything(cfg.seed, workers=True)
-    if cfg.trainer.threads:
-        torch.set_num_threads(cfg.trainer.threads)
+    threads = choose_threads(cfg.trainer.threads)  # trainer.threads, or the cores idle now
+    torch.set_num_threads(threads)
+    log.info(
+        "%d intra-op thread(s)%s", threads, "" if cfg.trainer.threads else ", for the cores idle at start"
+    )
     exp = Path(cfg.exp_dir)
     tokenizer = build_tokenizer(cfg)
     recognizer = Recognizer(ModelSpec(cfg.features, cfg.model, tokenizer.to_dict()))

@@ -44,7 +44,9 @@ def _check_legacy_outputs(transcriber: Transcriber) -> None:
     waves = legacy_waves()
     assert [t.text for t in transcriber.transcribe(waves)] == expected["texts"]
     for i, (lp, n) in enumerate(transcriber.emissions(waves)):
-        np.testing.assert_allclose(lp, log_probs[f"log_probs_{i}"], rtol=0, atol=1e-5)
+        # 1e-4: the reference was computed on another CPU, whose kernels sum in another order (5e-5 seen on
+        # an AVX-512 Xeon against the AMD machine that wrote it); a loading bug moves log-probs by far more
+        np.testing.assert_allclose(lp, log_probs[f"log_probs_{i}"], rtol=0, atol=1e-4)
         assert n == len(lp)
 
 

@@ -64,3 +64,12 @@ def test_unknown_names_and_bad_names(tmp_path):
 def test_a_missing_path_is_left_to_the_loader(tmp_path):
     missing = tmp_path / "sub" / "model.pt"
     assert store.resolve(str(missing)) == missing
+
+
+def test_an_onnx_export_keeps_its_extension_and_replaces_a_torch_model_of_its_name(tmp_path, home):
+    store.register(model_file(tmp_path, "m.pt"), "m")
+    store.register(model_file(tmp_path, "m.onnx", b"graph"), "m")
+    assert store.resolve("m") == home / "models" / "m" / "model.onnx"
+    assert not (home / "models" / "m" / "model.pt").exists()
+    assert store.resolve(None).read_bytes() == b"graph"
+    assert [m.path.endswith("model.onnx") for m in store.list_models()] == [True]
