@@ -121,8 +121,8 @@ def _parser() -> argparse.ArgumentParser:
         "export",
         help="write a small inference-only model, as a checkpoint or as ONNX",
         description="Strip optimiser and loop state from a training checkpoint. An OUTPUT ending in .onnx "
-        "is an ONNX model (the whole recogniser, front end included, its spec in the metadata) that "
-        "onnxruntime runs without torch.",
+        "is an ONNX model (the encoder as a graph; its spec and front end constants in the metadata) that "
+        "onnxruntime runs without torch, the front end in NumPy.",
     )
     x.add_argument("checkpoint", help="training checkpoint or exported model")
     x.add_argument("output", help="where to write the exported model (.pt, or .onnx)")

@@ -1,4 +1,4 @@
-"""Log-mel features, global mean/variance normalisation, SpecAugment, and frame-count arithmetic.
+"""Log-mel features, global mean/variance normalisation, SpecAugment, speed perturbation.
 
 Features are computed in batches on the model's device. The STFT is not centred, so a frame only sees
 samples of its own utterance: a padded batch yields exactly the frames of its items one at a time.
@@ -14,17 +14,7 @@ from torch import Tensor, nn
 
 from asr.audio import SAMPLE_RATE
 from asr.config import SpecAugmentConfig
-from asr.spec import FeatureConfig, hop_samples, window_samples
-
-LOG_FLOOR = 1e-6
-
-
-def num_frames(num_samples: Tensor | int, cfg: FeatureConfig) -> Tensor | int:
-    """Frames of a non-centred STFT: 0 for a clip shorter than one window."""
-    win, hop = window_samples(cfg), hop_samples(cfg)
-    if isinstance(num_samples, Tensor):
-        return torch.where(num_samples >= win, (num_samples - win) // hop + 1, 0)
-    return (num_samples - win) // hop + 1 if num_samples >= win else 0
+from asr.spec import LOG_FLOOR, FeatureConfig, hop_samples, num_frames, window_samples
 
 
 def lengths_mask(lens: Tensor, max_len: int) -> Tensor:
@@ -33,7 +23,11 @@ def lengths_mask(lens: Tensor, max_len: int) -> Tensor:
 
 
 class LogMel(nn.Module):
-    """(B, S) waveforms and lengths -> (B, T, n_mels) log-mel frames and lengths."""
+    """(B, S) waveforms and lengths -> (B, T, n_mels) log-mel frames and lengths.
+
+    Its NumPy equivalent, for ONNX models without torch, is :mod:`asr.numpy_frontend` (given this module's
+    window and mel filterbank at export); a change here is a change there.
+    """
 
     def __init__(self, cfg: FeatureConfig) -> None:
         super().__init__()

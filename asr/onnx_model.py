@@ -1,10 +1,12 @@
 """Running an exported ONNX model with onnxruntime: waveforms to CTC log-probabilities, without torch.
 
-The file written by :func:`asr.onnx_export.export_onnx` holds the whole recogniser (front end included) and
-its model spec in the metadata, so nothing else is needed to load it. :class:`OnnxRecognizer` offers what
-:class:`asr.inference.Transcriber` uses of :class:`asr.recognizer.Recognizer` (``batches``, ``run``, the
-tokenizer and frame arithmetic), with NumPy arrays for tensors, so ``asr transcribe``, ``asr evaluate`` and
-``asr serve`` run an ``.onnx`` model without importing torch.
+The file written by :func:`asr.onnx_export.export_onnx` holds the encoder as a graph (normalised log-mel
+features in) and, in its metadata, the model spec and the front end's window and mel filterbank, so nothing
+else is needed to load it. :class:`OnnxRecognizer` computes the features in NumPy (:mod:`asr.numpy_frontend`)
+and runs the graph on them; a file exported before the front end left the graph (its input is the waveform)
+runs as it is. It offers what :class:`asr.inference.Transcriber` uses of :class:`asr.recognizer.Recognizer`
+(``batches``, ``run``, the tokenizer and frame arithmetic), with NumPy arrays for tensors, so
+``asr transcribe``, ``asr evaluate`` and ``asr serve`` run an ``.onnx`` model without importing torch.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ import numpy as np
 
 from asr.batching import MAX_BATCH_SECONDS, gather_emissions, pad_waves, padded_batches
 from asr.errors import ModelFileError, UsageError, first_line
+from asr.numpy_frontend import NumpyFrontEnd
 from asr.spec import ModelSpec
 from asr.text import Tokenizer, TokenizerError, tokenizer_from_dict
 
 SPEC_KEY = "asr_spec"  # the metadata entry holding the model spec as JSON
+FRONTEND_KEY = "asr_frontend"  # the metadata entry holding the front end's constants (asr.numpy_frontend)
+FEATURE_INPUTS = ["feats", "feat_lens"]  # the graph's inputs: (B, T, n_mels) float32, (B,) int64
+WAVE_INPUTS = ["waves", "wave_lens"]  # those of a file exported with the front end in the graph
 
 
 def is_onnx(path: str | Path) -> bool:
@@ -49,14 +55,25 @@ class OnnxRecognizer:
             options.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            stored = self.session.get_modelmeta().custom_metadata_map.get(SPEC_KEY)
+            metadata = self.session.get_modelmeta().custom_metadata_map
+            inputs = [i.name for i in self.session.get_inputs()]
         except Exception as e:  # onnxruntime raises its own types for corrupt or foreign files
             raise ModelFileError(f"{path}: not a readable ONNX model ({first_line(e)})") from None
+        stored = metadata.get(SPEC_KEY)
         if stored is None:
             raise ModelFileError(f"{path}: an ONNX model without the asr spec (not exported by asr export)")
+        if inputs == WAVE_INPUTS:
+            constants = None  # an earlier export: its graph computes the features from the waveforms
+        elif inputs == FEATURE_INPUTS:
+            constants = metadata.get(FRONTEND_KEY)
+            if constants is None:
+                raise ModelFileError(f"{path}: no front end constants ({FRONTEND_KEY}); re-export it")
+        else:
+            raise ModelFileError(f"{path}: graph inputs {', '.join(inputs)} are not asr's; re-export it")
         try:
             self.spec = ModelSpec.from_dict(json.loads(stored))
             self.tokenizer: Tokenizer = tokenizer_from_dict(self.spec.tokenizer)
+            self.frontend = None if constants is None else NumpyFrontEnd(self.spec, constants)
         except (ValueError, TypeError, TokenizerError) as e:
             raise ModelFileError(f"{path}: {first_line(e)}") from None
         self.min_samples = self.spec.min_samples  # shorter inputs are padded to it
@@ -85,5 +102,9 @@ class OnnxRecognizer:
         return gather_emissions(self.batches(waves, max_batch_seconds), len(waves))
 
     def _run(self, batch: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        log_probs, out_lens = self.session.run(None, {"waves": batch, "wave_lens": lens})
+        if self.frontend is None:  # an earlier export: its graph takes the waveforms
+            feeds = dict(zip(WAVE_INPUTS, (batch, lens)))
+        else:
+            feeds = dict(zip(FEATURE_INPUTS, self.frontend(batch, lens)))
+        log_probs, out_lens = self.session.run(None, feeds)
         return log_probs, out_lens

@@ -277,7 +277,8 @@ def run_recipe(
          "lm": null | {"source", "order", "arpa", "lexicon", ["note",] "lm_weight", "word_score",
                        "tuned_on", "tuning_utterances", "tuning_wer"},
          "train_wall_seconds", "devices", "device_hours", "parameters", "precision",
-         "best_checkpoint" (relative to EXP_DIR), "command", "details",
+         "best_checkpoint" (relative to EXP_DIR), "selected_by" (the dev metric that chose it), "command",
+         "details",
          "example": {"set", "audio", "reference", "hypothesis"}}
 
     WER and CER are percentages. Under DDP only rank 0 scores; the other ranks return {}.
@@ -312,6 +313,7 @@ def run_recipe(
         "parameters": sum(p.numel() for p in transcriber.recognizer.parameters()),
         "precision": cfg.trainer.precision,
         "best_checkpoint": os.path.relpath(best, exp),
+        "selected_by": f"val/{cfg.trainer.select_by}",
         "command": command,
         "details": dict(details or {}),
         "example": _example(transcriber, scored),
@@ -382,7 +384,8 @@ def results_markdown(cfg: Config, results: Mapping[str, Any]) -> str:
         f"{m.subsampling}x conv subsampling, {results['parameters'] / 1e6:.2f} M parameters",
         f"- training: {results['train_wall_seconds'] / 3600:.2f} h wall-clock on {results['devices']} "
         f"device(s) = {results['device_hours']:.2f} device-hours (this invocation: a resumed run counts from "
-        f"its restart), precision {results['precision']}; best checkpoint {results['best_checkpoint']}",
+        f"its restart), precision {results['precision']}; best checkpoint {results['best_checkpoint']} "
+        f"(by {results['selected_by']})",
     ]
     lm = results["lm"]
     if lm is not None:

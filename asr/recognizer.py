@@ -17,9 +17,9 @@ from torch import Tensor, nn
 
 from asr.audio import SAMPLE_RATE
 from asr.batching import MAX_BATCH_SECONDS, pad_waves, padded_batches
-from asr.features import FeatureExtractor, num_frames
+from asr.features import FeatureExtractor
 from asr.model import Encoder
-from asr.spec import ModelSpec
+from asr.spec import ModelSpec, num_frames
 from asr.text import tokenizer_from_dict
 
 

@@ -5,8 +5,8 @@ normalisation statistics: everything :class:`asr.recognizer.Recognizer` is built
 The training config (``asr.config.Config``) embeds the feature and model sections and checks them with the
 functions here; a model file stores it beside the spec for provenance only.
 
-Also here: the sample and frame arithmetic those settings imply (window and hop in samples, the frames left
-after the convolutional subsampling), shared by the checks, the front end and the encoder.
+Also here: the sample and frame arithmetic those settings imply (window and hop in samples, feature frames,
+the frames left after the convolutional subsampling), shared by the checks, both front ends and the encoder.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ RNN_TYPES = ("lstm", "gru", "rnn")
 SUBSAMPLING_CONVS = {4: 2, 8: 3}  # subsampling factor -> stride-2 convolutions
 KERNEL = 3  # the subsampling convolutions' kernel and stride, over time and frequency
 STRIDE = 2
+LOG_FLOOR = 1e-6  # added to the mel power before its log, by both front ends (torch and NumPy)
 
 
 @dataclass
@@ -50,6 +51,13 @@ def window_samples(cfg: FeatureConfig) -> int:
 
 def hop_samples(cfg: FeatureConfig) -> int:
     return round(SAMPLE_RATE * cfg.hop_ms / 1000)
+
+
+def num_frames(num_samples: Any, cfg: FeatureConfig) -> Any:
+    """Frames of a non-centred STFT over ``num_samples`` (an int, or an integer NumPy array or torch tensor):
+    0 for a clip shorter than one window."""
+    frames = (num_samples - window_samples(cfg)) // hop_samples(cfg) + 1
+    return max(frames, 0) if isinstance(frames, int) else frames.clip(min=0)
 
 
 def conv_output_length(lens: Any, num_convs: int) -> Any:

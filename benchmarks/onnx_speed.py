@@ -5,7 +5,7 @@ Usage:
 
 Exports ``--model`` to ONNX in a temporary folder, then for each thread count times, on waveforms already in
 memory (median of ``--repeats``), torch's ``Transcriber.emissions`` and onnxruntime's
-``OnnxRecognizer.emissions`` (the whole recogniser: front end, encoder, log-softmax), and checks that their
+``OnnxRecognizer.emissions`` (the front end in NumPy, then the encoder and log-softmax), and checks that their
 log-probabilities agree (largest absolute difference) and that greedy transcripts of both are identical.
 Prints the real-time factor of each and their ratio (ONNX / torch: below 1 is faster).
 """

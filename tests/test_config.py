@@ -180,3 +180,15 @@ def test_auto_precision_is_concrete_and_follows_the_hardware(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16-mixed"
     assert load_config(None, ["trainer.precision=auto"]).trainer.precision == "auto"
+
+
+def test_the_best_checkpoint_is_chosen_by_dev_cer_unless_told_otherwise(tmp_path):
+    """Best-by-WER keeps a near-blank model (WER 100%) over a better one whose fragments push WER past 100%;
+    by CER the blank model scores 100% and any model that spells some of the text beats it."""
+    from asr.train import build_trainer
+
+    for override, monitor in ((None, "val/cer"), ("trainer.select_by=wer", "val/wer")):
+        cfg = load_config(None, [f"exp_dir={tmp_path}", *([override] if override else [])])
+        assert build_trainer(cfg).checkpoint_callback.monitor == monitor
+    with pytest.raises(ConfigError, match="trainer.select_by"):
+        load_config(None, ["trainer.select_by=accuracy"])

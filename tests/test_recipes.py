@@ -135,7 +135,7 @@ def test_driver_runs_each_set_through_the_model_once(
     )
     assert emitted == [corpus["dev"], corpus["test"]]
     check_results(exp, sets, ["greedy", "beam_lm"])
-    assert results["best_checkpoint"] == "checkpoints/best.ckpt"
+    assert results["best_checkpoint"] == "checkpoints/best.ckpt" and results["selected_by"] == "val/cer"
     assert results["lm"]["tuned_on"] == str(corpus["dev"]) and results["lm"]["tuning_utterances"] == 4
     assert (
         results["details"] == {"dev speakers": "a, b"}
