@@ -128,7 +128,8 @@ def test_batched_emissions_equal_one_at_a_time(trained_model, corpus):
         ("model", "hidden_size", "16", "spec model.hidden_size: expected int"),
         ("model", "extra", 1, "unknown key"),
         ("cmvn", "mean", [0.0], "cmvn.mean: expected 40 values"),
-        ("tokenizer", "kind", "sentencepiece", "unknown tokenizer kind 'sentencepiece'"),
+        ("tokenizer", "kind", "wordpiece", "unknown tokenizer kind 'wordpiece'"),
+        ("tokenizer", "kind", "sentencepiece", "not a SentencePiece tokenizer"),
         (None, "version", 99, "this asr reads version 1"),
     ],
 )
