@@ -126,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     x.add_argument("checkpoint", help="training checkpoint or exported model")
     x.add_argument("output", help="where to write the exported model (.pt, or .onnx)")
+    x.add_argument(
+        "--int8",
+        action="store_true",
+        help="ONNX only: 8-bit weights (dynamic quantisation): a quarter of the size, faster on the CPU, "
+        "slightly less accurate",
+    )
 
     s = sub.add_parser(
         "serve",
@@ -354,7 +360,9 @@ def _export(args: argparse.Namespace) -> int:
         from asr.outputs import refuse_overwrite
 
         refuse_overwrite(args.output, [args.checkpoint])
-        export_onnx(load_recognizer(args.checkpoint), args.output)
+        export_onnx(load_recognizer(args.checkpoint), args.output, int8=args.int8)
+    elif args.int8:
+        raise UsageError("--int8 applies to an ONNX export (an OUTPUT ending in .onnx)")
     else:
         export_model(args.checkpoint, args.output)
     print(f"exported {args.output}")

@@ -6,12 +6,17 @@ The front end stays outside the graph: :class:`asr.onnx_model.OnnxRecognizer` co
 model spec (``asr_spec``), so the file alone is a model and runs without torch. The encoder is exported with
 the TorchScript-based exporter (``dynamo=False``, opset 17): torch's dynamo exporter fixes an ``nn.LSTM``'s
 time axis to the traced length, which then fails at any other length. Batch and time axes are dynamic.
+
+``int8=True`` stores the weights of the LSTMs, the convolutions and the output layer as 8-bit integers with
+activations quantised on the fly (onnxruntime's dynamic quantisation), a quarter of the size and faster on
+the CPU, at a small cost in accuracy (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import tempfile
 from pathlib import Path
 
 import torch
@@ -25,9 +30,9 @@ from asr.recognizer import Recognizer
 OPSET = 17
 
 
-def export_onnx(recognizer: Recognizer, dest: str | Path) -> Path:
-    """Write ``recognizer``'s encoder as an ONNX model, with its spec and front end constants in the metadata;
-    returns ``dest``."""
+def export_onnx(recognizer: Recognizer, dest: str | Path, int8: bool = False) -> Path:
+    """Write ``recognizer``'s encoder as an ONNX model, with its spec and front end constants in the metadata
+    (its weights in 8 bits with ``int8``); returns ``dest``."""
     import onnx
 
     recognizer = recognizer.cpu().float().eval()
@@ -44,8 +49,18 @@ def export_onnx(recognizer: Recognizer, dest: str | Path) -> Path:
     for key, value in metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    write_bytes_atomic(dest, model.SerializeToString())
+    write_bytes_atomic(dest, _quantized(model) if int8 else model.SerializeToString())
     return Path(dest)
+
+
+def _quantized(model: object) -> bytes:
+    """``model`` with int8 weights and dynamically quantised activations (metadata kept)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "int8.onnx"
+        quantize_dynamic(model, out, weight_type=QuantType.QInt8)
+        return out.read_bytes()
 
 
 def _export_bytes(encoder: nn.Module, example: tuple[Tensor, Tensor]) -> bytes:

@@ -7,7 +7,8 @@ Exports ``--model`` to ONNX in a temporary folder, then for each thread count ti
 memory (median of ``--repeats``), torch's ``Transcriber.emissions`` and onnxruntime's
 ``OnnxRecognizer.emissions`` (the front end in NumPy, then the encoder and log-softmax), and checks that their
 log-probabilities agree (largest absolute difference) and that greedy transcripts of both are identical.
-Prints the real-time factor of each and their ratio (ONNX / torch: below 1 is faster).
+The same for the int8 export (``asr export --int8``). Prints the real-time factor of each and their ratio
+to torch's (below 1 is faster).
 """
 
 from __future__ import annotations
@@ -56,20 +57,27 @@ def main() -> None:
     waves = [load_audio(u.audio_filepath) for u in read_manifest(args.manifest)]
     audio = sum(len(w) for w in waves) / SAMPLE_RATE
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(transcriber.recognizer, Path(tmp) / "model.onnx")
-        print(f"{len(waves)} files, {audio:.1f} s of audio; ONNX file {path.stat().st_size / 2**20:.1f} MiB")
-        print("threads  torch RTF  onnx RTF  onnx/torch  max |diff|  same greedy text")
+        paths = {
+            "onnx": export_onnx(transcriber.recognizer, Path(tmp) / "model.onnx"),
+            "int8": export_onnx(transcriber.recognizer, Path(tmp) / "model.int8.onnx", int8=True),
+        }
+        sizes = ", ".join(f"{k} {p.stat().st_size / 2**20:.1f} MiB" for k, p in paths.items())
+        print(f"{len(waves)} files, {audio:.1f} s of audio; {sizes}")
+        print("threads  model  RTF      / torch  max |diff|  same greedy text")
         for threads in args.threads:
             torch.set_num_threads(threads)
-            onnx = OnnxRecognizer(path, threads=threads)
             t_torch, ours = timed(lambda: transcriber.emissions(waves), args.repeats)
-            t_onnx, theirs = timed(lambda o=onnx: o.emissions(waves), args.repeats)
-            diff = max(float(np.abs(a - b).max()) for (a, _), (b, _) in zip(ours, theirs))
-            same = sum(a == b for a, b in zip(texts(transcriber, ours), texts(transcriber, theirs)))
-            print(
-                f"{threads:7d}  {t_torch / audio:9.5f}  {t_onnx / audio:8.5f}  {t_onnx / t_torch:10.2f}  "
-                f"{diff:10.2e}  {same}/{len(waves)}"
-            )
+            ours_text = texts(transcriber, ours)
+            print(f"{threads:7d}  torch  {t_torch / audio:.5f}")
+            for name, path in paths.items():
+                onnx = OnnxRecognizer(path, threads=threads)
+                t_onnx, theirs = timed(lambda o=onnx: o.emissions(waves), args.repeats)
+                diff = max(float(np.abs(a - b).max()) for (a, _), (b, _) in zip(ours, theirs))
+                same = sum(a == b for a, b in zip(ours_text, texts(transcriber, theirs)))
+                print(
+                    f"{threads:7d}  {name:5s}  {t_onnx / audio:.5f}  {t_onnx / t_torch:7.2f}  {diff:10.2e}  "
+                    f"{same}/{len(waves)}"
+                )
 
 
 if __name__ == "__main__":

@@ -146,3 +146,23 @@ def test_cli_export_and_refusals(trained_model, tmp_path):
     onnx.save(model, bad)
     with pytest.raises(ModelFileError, match="re-export"):
         OnnxRecognizer(bad)
+
+
+def test_int8_export_is_quantised_smaller_and_close(exported, corpus, trained_model, tmp_path):
+    import onnx
+
+    transcriber, path = exported
+    small = export_onnx(transcriber.recognizer, tmp_path / "m.int8.onnx", int8=True)
+    ops = {node.op_type for node in onnx.load(small).graph.node}
+    assert {"DynamicQuantizeLSTM", "MatMulInteger"} <= ops
+    assert small.stat().st_size < path.stat().st_size
+    waves = _waves(corpus)
+    fp32, int8 = OnnxRecognizer(path).emissions(waves), OnnxRecognizer(small).emissions(waves)
+    agree = [float((a.argmax(-1) == b.argmax(-1)).mean()) for (a, _), (b, _) in zip(fp32, int8)]
+    assert min(agree) > 0.9, agree  # the best token of almost every frame survives 8-bit weights
+    done = subprocess.run(
+        [sys.executable, "-m", "asr.cli", "export", "--int8", str(trained_model), str(tmp_path / "m.pt")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "--int8 applies to an ONNX export" in done.stderr
