@@ -3,13 +3,14 @@ import math
 
 import pytest
 import torch
+from emissions import frames, spelled
 
 from asr.decoding import DecodePool, DecoderConfig, DecoderError, Hypothesis
 from asr.decoding.beam import BeamSearch
 from asr.decoding.greedy import greedy_ids
 from asr.decoding.lexicon import write_lexicon
 from asr.lm import build_arpa
-from asr.text import BLANK_ID, CharTokenizer
+from asr.text import CharTokenizer
 
 TOKENIZER = CharTokenizer.english()
 V = TOKENIZER.vocab_size
@@ -24,24 +25,11 @@ def lm(tmp_path_factory) -> str:
 
 
 def _frames(spec: list[dict[str, float]]) -> torch.Tensor:
-    """(T, V) log-probs: each frame gives the listed characters ("_" for blank) these probabilities and
-    shares what is left among the other tokens."""
-    lp = torch.empty(len(spec), V)
-    for t, probs in enumerate(spec):
-        lp[t] = math.log(max(1 - sum(probs.values()), 1e-6) / (V - len(probs)))
-        for c, p in probs.items():
-            lp[t, BLANK_ID if c == "_" else TOKENIZER.symbols.index(c)] = math.log(p)
-    return lp
+    return frames(TOKENIZER, spec)
 
 
 def _spelled(text: str, p: float = 0.98) -> list[dict[str, float]]:
-    """Peaked frames reading ``text`` with a blank between repeated characters."""
-    frames = []
-    for i, c in enumerate(text):
-        if i and text[i - 1] == c:
-            frames.append({"_": p})
-        frames.append({c: p})
-    return frames
+    return spelled(TOKENIZER, text, p)
 
 
 def _decode(config: DecoderConfig, log_probs: torch.Tensor, lens: torch.Tensor) -> list[list[Hypothesis]]:

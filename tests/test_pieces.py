@@ -4,10 +4,10 @@ and its use through the training config and a model file."""
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
+from emissions import frames, spelled
 
 from asr.config import load_config
 from asr.decoding import DecodePool, DecoderConfig
@@ -106,73 +106,52 @@ def test_the_config_chooses_the_tokenizer(tmp_path):
             load_config(None, [override])
 
 
-def _frames(tok: SentencePieceTokenizer, spec: list[dict[str, float]]) -> torch.Tensor:
-    """(T, V) log-probs: each frame gives the listed pieces ("_": blank) these probabilities and shares what
-    is left among the other tokens."""
-    v = tok.vocab_size
-    lp = torch.empty(len(spec), v)
-    for t, probs in enumerate(spec):
-        lp[t] = math.log(max(1 - sum(probs.values()), 1e-6) / (v - len(probs)))
-        for piece, p in probs.items():
-            lp[t, BLANK_ID if piece == "_" else tok.symbols.index(piece)] = math.log(p)
-    return lp
-
-
-def _spelled(tok: SentencePieceTokenizer, text: str, p: float = 0.98) -> list[dict[str, float]]:
-    frames, ids = [], tok.encode(text)
-    for k, i in enumerate(ids):
-        if k and ids[k - 1] == i:
-            frames.append({"_": p})
-        frames.append({tok.symbols[i]: p})
-    return frames
-
-
-def _beam(tok: SentencePieceTokenizer, config: DecoderConfig, frames: list[dict[str, float]]) -> list[str]:
+def _beam(tok: SentencePieceTokenizer, config: DecoderConfig, spec: list[dict[str, float]]) -> list[str]:
     with DecodePool(tok) as pool:
-        (hyps,) = pool.decode(config, [(_frames(tok, frames).numpy(), len(frames))])
+        (hyps,) = pool.decode(config, [(frames(tok, spec).numpy(), len(spec))])
     return [h.text for h in hyps]
 
 
 def test_beam_search_with_pieces_equals_greedy_without_an_lm(pieces):
-    frames = _spelled(pieces, "the dog sat in the park")
-    lp = _frames(pieces, frames)
-    (greedy,) = greedy_ids(lp[None], torch.tensor([len(frames)]))
+    spec = spelled(pieces, "the dog sat in the park")
+    lp = frames(pieces, spec)
+    (greedy,) = greedy_ids(lp[None], torch.tensor([len(spec)]))
     assert pieces.decode(greedy) == "the dog sat in the park"
-    assert _beam(pieces, DecoderConfig(kind="beam", beam_size=8), frames)[0] == "the dog sat in the park"
+    assert _beam(pieces, DecoderConfig(kind="beam", beam_size=8), spec)[0] == "the dog sat in the park"
 
 
 @pytest.mark.parametrize("lexicon_free", [False, True], ids=["lexicon-from-lm", "lexicon-free"])
 def test_a_word_lm_flips_an_ambiguous_word_made_of_pieces(pieces, tmp_path, lexicon_free):
     # "▁ c at" against "▁ c u t": acoustically "cat" (0.55 x 0.55) beats "cut" (0.45 x 0.45)
     assert [pieces.symbols[i] for i in pieces.encode("cat cut")] == ["▁", "c", "at", "▁", "c", "u", "t"]
-    frames = _spelled(pieces, "the c") + [{"at": 0.55, "u": 0.45}, {"_": 0.55, "t": 0.45}]
+    spec = spelled(pieces, "the c") + [{"at": 0.55, "u": 0.45}, {"_": 0.55, "t": 0.45}]
     lm = tmp_path / "lm.arpa"
     lm.write_text(build_arpa(["the cut"] * 6 + ["a cut", "the cat sat", "the dog sat"], 2))
-    assert _beam(pieces, DecoderConfig(kind="beam"), frames)[0] == "the cat"
+    assert _beam(pieces, DecoderConfig(kind="beam"), spec)[0] == "the cat"
     config = DecoderConfig(kind="beam", lm=str(lm), lexicon_free=lexicon_free)
-    assert _beam(pieces, config, frames)[0] == "the cut"
+    assert _beam(pieces, config, spec)[0] == "the cut"
 
 
 def test_a_character_lexicon_is_respelled_in_pieces_and_constrains_the_words(pieces, tmp_path):
     write_lexicon(tmp_path / "lexicon.txt", ["the", "cat", "cut", "dot"])
-    frames = _spelled(pieces, "the dog cut")
+    spec = spelled(pieces, "the dog cut")
     config = DecoderConfig(kind="beam", lexicon=str(tmp_path / "lexicon.txt"), nbest=3)
-    texts = _beam(pieces, config, frames)
+    texts = _beam(pieces, config, spec)
     assert texts[0].split()[::2] == ["the", "cut"]
     assert all(set(t.split()) <= {"the", "cat", "cut", "dot"} for t in texts)
 
 
 def test_a_hotword_made_of_pieces_flips_the_decision(pieces):
-    frames = _spelled(pieces, "the c") + [{"at": 0.55, "u": 0.45}, {"_": 0.55, "t": 0.45}]
-    assert _beam(pieces, DecoderConfig(kind="beam"), frames)[0] == "the cat"
-    assert _beam(pieces, DecoderConfig(kind="beam", hotwords=(("cut", 2.0),)), frames)[0] == "the cut"
+    spec = spelled(pieces, "the c") + [{"at": 0.55, "u": 0.45}, {"_": 0.55, "t": 0.45}]
+    assert _beam(pieces, DecoderConfig(kind="beam"), spec)[0] == "the cat"
+    assert _beam(pieces, DecoderConfig(kind="beam", hotwords=(("cut", 2.0),)), spec)[0] == "the cut"
 
 
 def test_word_timings_with_pieces(pieces):
-    frames = [{"_": 0.98}] * 3 + _spelled(pieces, "the bird") + [{"_": 0.98}] * 2
-    lp = _frames(pieces, frames)
+    spec = [{"_": 0.98}] * 3 + spelled(pieces, "the bird") + [{"_": 0.98}] * 2
+    lp = frames(pieces, spec)
     words = align_words(lp, pieces.encode("the bird"), pieces, 0.04)
     assert [w.text for w in words] == ["the", "bird"]
     assert words[0].start == pytest.approx(3 * 0.04) and words[0].end <= words[1].start
-    assert words[1].end == pytest.approx((len(frames) - 2) * 0.04)
+    assert words[1].end == pytest.approx((len(spec) - 2) * 0.04)
     assert all(w.confidence > 0.9 for w in words)
