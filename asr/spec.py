@@ -20,7 +20,7 @@ from asr.errors import ConfigError
 
 FORMAT_VERSION = 1  # the model file format this code writes; it reads this and the unversioned one before it
 RNN_TYPES = ("lstm", "gru", "rnn")
-SUBSAMPLING_CONVS = {4: 2, 8: 3}  # subsampling factor -> stride-2 convolutions
+SUBSAMPLING_CONVS = {2: 1, 4: 2, 8: 3}  # subsampling factor -> stride-2 convolutions
 KERNEL = 3  # the subsampling convolutions' kernel and stride, over time and frequency
 STRIDE = 2
 LOG_FLOOR = 1e-6  # added to the mel power before its log, by both front ends (torch and NumPy)
@@ -36,7 +36,7 @@ class FeatureConfig:
 @dataclass
 class ModelConfig:
     rnn_type: str = "lstm"  # lstm | gru | rnn (plain tanh RNN, for comparison)
-    subsampling: int = 4  # 4 (two stride-2 convs) or 8 (three)
+    subsampling: int = 4  # 2 (one stride-2 conv), 4 (two) or 8 (three)
     conv_channels: int = 32
     hidden_size: int = 256  # per direction
     num_layers: int = 3
@@ -109,7 +109,7 @@ def check_model(cfg: ModelConfig, n_mels: int, section: str = "model") -> None:
     if cfg.rnn_type not in RNN_TYPES:
         raise ConfigError(f"{section}.rnn_type must be {', '.join(RNN_TYPES)}, got {cfg.rnn_type!r}")
     if cfg.subsampling not in SUBSAMPLING_CONVS or isinstance(cfg.subsampling, bool):
-        raise ConfigError(f"{section}.subsampling must be 4 or 8, got {cfg.subsampling!r}")
+        raise ConfigError(f"{section}.subsampling must be 2, 4 or 8, got {cfg.subsampling!r}")
     for name in ("conv_channels", "hidden_size", "num_layers"):
         _positive(getattr(cfg, name), f"{section}.{name}")
     if not isinstance(cfg.projection, int) or isinstance(cfg.projection, bool) or cfg.projection < 0:

@@ -228,8 +228,8 @@ def measure(step, batches: list, audio_seconds: list[float]) -> float:
     return statistics.median(speeds)
 
 
-def ours_step(config: str, bf16: bool):
-    cfg = load_config(config)
+def ours_step(config: str, bf16: bool, overrides: list[str] | None = None):
+    cfg = load_config(config, overrides)
     tokenizer = CharTokenizer.english()
     module = CTCModule(Recognizer(ModelSpec(cfg.features, cfg.model, tokenizer.to_dict())), cfg).train()
     optimizer = build_optimizer(module, cfg.optim)

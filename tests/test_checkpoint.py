@@ -123,7 +123,7 @@ def test_batched_emissions_equal_one_at_a_time(trained_model, corpus):
         ("features", "n_mels", 0, "features.n_mels must be a positive integer"),
         ("model", "num_layers", 0, "model.num_layers must be a positive integer"),
         ("model", "rnn_type", "transformer", "model.rnn_type must be"),
-        ("model", "subsampling", 2, "model.subsampling must be 4 or 8"),
+        ("model", "subsampling", 3, "model.subsampling must be 2, 4 or 8"),
         ("model", "dropout", 1.0, r"model.dropout must lie in \[0, 1\)"),
         ("model", "hidden_size", "16", "spec model.hidden_size: expected int"),
         ("model", "extra", 1, "unknown key"),

@@ -59,3 +59,16 @@ def test_lstm_forget_gates_start_open_and_other_gates_keep_torch_init():
     for m in gru.modules():
         if isinstance(m, torch.nn.GRU):
             assert (m.bias_ih_l0 + m.bias_hh_l0).abs().max() < 2 / 8**0.5
+
+
+@pytest.mark.parametrize("factor, frames", [(2, 49), (4, 24), (8, 11)])
+def test_each_subsampling_factor(factor, frames):
+    cfg = ModelConfig(hidden_size=8, num_layers=1, conv_channels=2, subsampling=factor)
+    enc = Encoder(cfg, n_mels=20, vocab_size=5).eval()
+    feats = torch.randn(2, 100, 20)
+    feats[1, 60:] = 1e3  # padding
+    log_probs, lens = enc(feats, torch.tensor([100, 60]))
+    assert log_probs.shape == (2, frames, 5)
+    assert lens.tolist() == [frames, conv_output_length(60, cfg.subsampling.bit_length() - 1)]
+    single, _ = enc(feats[1:, :60], torch.tensor([60]))
+    torch.testing.assert_close(log_probs[1, : lens[1]], single[0], atol=1e-5, rtol=1e-4)

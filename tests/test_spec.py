@@ -40,7 +40,7 @@ def test_bad_feature_settings(change, message):
     ("change", "message"),
     [
         ({"rnn_type": "transformer"}, "model.rnn_type must be lstm, gru, rnn"),
-        ({"subsampling": 2}, "model.subsampling must be 4 or 8"),
+        ({"subsampling": 3}, "model.subsampling must be 2, 4 or 8"),
         ({"conv_channels": 0}, "model.conv_channels must be a positive integer"),
         ({"hidden_size": -1}, "model.hidden_size must be a positive integer"),
         ({"num_layers": 0}, "model.num_layers must be a positive integer"),
