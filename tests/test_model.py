@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from asr.model import Encoder, count_parameters, reverse_padded
-from asr.spec import ModelConfig, conv_output_length
+from asr.spec import SUBSAMPLING_CONVS, ModelConfig, conv_output_length
 
 
 def test_conv_output_length():
@@ -69,6 +69,6 @@ def test_each_subsampling_factor(factor, frames):
     feats[1, 60:] = 1e3  # padding
     log_probs, lens = enc(feats, torch.tensor([100, 60]))
     assert log_probs.shape == (2, frames, 5)
-    assert lens.tolist() == [frames, conv_output_length(60, cfg.subsampling.bit_length() - 1)]
+    assert lens.tolist() == [frames, conv_output_length(60, SUBSAMPLING_CONVS[factor])]
     single, _ = enc(feats[1:, :60], torch.tensor([60]))
     torch.testing.assert_close(log_probs[1, : lens[1]], single[0], atol=1e-5, rtol=1e-4)
