@@ -17,11 +17,12 @@ audio-seconds per second and its ratio to the first variant's. Run it with nothi
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
-from peer_deepspeech import make_batches, our_batch, ours_step  # benchmarks/, this script's folder
+
+# benchmarks/, this script's folder
+from peer_deepspeech import cycled_rate, make_batches, our_batch, ours_step
 
 from asr.audio import SAMPLE_RATE
 from asr.model import count_parameters
@@ -34,13 +35,7 @@ def rate(config: str, overrides: list[str], raw: list, steps: int, bf16: bool) -
     step, module, tokenizer = ours_step(config, bf16, overrides)
     batches = [our_batch(b, tokenizer) for b in raw]
     audio = [int(b.wave_lens.sum()) / SAMPLE_RATE for b in batches]
-    for batch in batches:
-        step(batch)
-    total, start = 0.0, time.perf_counter()
-    for i in range(steps):
-        step(batches[i % len(batches)])
-        total += audio[i % len(batches)]
-    return count_parameters(module), total / (time.perf_counter() - start)
+    return count_parameters(module), cycled_rate(step, batches, audio, steps)
 
 
 def main() -> None:

@@ -228,6 +228,18 @@ def measure(step, batches: list, audio_seconds: list[float]) -> float:
     return statistics.median(speeds)
 
 
+def cycled_rate(step, batches: list, audio_seconds: list[float], steps: int) -> float:
+    """Audio-seconds per second of ``step(batch)`` over ``steps`` steps cycling through ``batches``, after
+    one untimed pass over them."""
+    for batch in batches:
+        step(batch)
+    total, start = 0.0, time.perf_counter()
+    for i in range(steps):
+        step(batches[i % len(batches)])
+        total += audio_seconds[i % len(batches)]
+    return total / (time.perf_counter() - start)
+
+
 def ours_step(config: str, bf16: bool, overrides: list[str] | None = None):
     cfg = load_config(config, overrides)
     tokenizer = CharTokenizer.english()

@@ -56,7 +56,9 @@ def variant_run(run: dict) -> dict:
     threads = choose_threads(0) if policy == "auto" else 0  # samples the CPUs while nothing of ours runs
     # torch only now: the OpenMP runtime it loads reads OMP_WAIT_POLICY once, at load
     import torch
-    from peer_deepspeech import make_batches, our_batch, ours_step  # benchmarks/, this script's folder
+
+    # benchmarks/, this script's folder
+    from peer_deepspeech import cycled_rate, make_batches, our_batch, ours_step
 
     from asr.audio import SAMPLE_RATE
 
@@ -67,13 +69,7 @@ def variant_run(run: dict) -> dict:
     step, _, tokenizer = ours_step(run["config"], run["precision"] == "bf16-mixed")
     batches = [our_batch(b, tokenizer) for b in raw]
     audio = [int(b.wave_lens.sum()) / SAMPLE_RATE for b in batches]
-    for batch in batches:
-        step(batch)
-    total, start = 0.0, time.perf_counter()
-    for i in range(run["steps"]):
-        step(batches[i % len(batches)])
-        total += audio[i % len(batches)]
-    return {"threads": torch.get_num_threads(), "rate": total / (time.perf_counter() - start)}
+    return {"threads": torch.get_num_threads(), "rate": cycled_rate(step, batches, audio, run["steps"])}
 
 
 def in_fresh_process(run: dict, work: Path) -> dict:
