@@ -61,6 +61,16 @@ class DataConfig:
 
 
 @dataclass
+class AuxCTCConfig:
+    """A character CTC loss on a lower layer's output beside the main loss: hierarchical CTC (Sanabria and
+    Metze 2018) under a piece model, intermediate CTC (Lee and Watanabe 2021) under a character one. For
+    training only: its output layer is not part of the model file."""
+
+    layer: int = 0  # the RNN layer (1 to model.num_layers - 1) whose output it reads; 0: off
+    weight: float = 0.3  # the training loss is (1 - weight) * main CTC + weight * this one
+
+
+@dataclass
 class OptimConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-2
@@ -106,6 +116,7 @@ class Config:
     specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    aux_ctc: AuxCTCConfig = field(default_factory=AuxCTCConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
@@ -235,6 +246,8 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("data.pieces", lambda v: 2 <= v <= 65536, "a vocabulary size in [2, 65536]"),
     ("data.piece_type", lambda v: v in PIECE_TYPES, " or ".join(PIECE_TYPES)),
     ("data.speed_perturb", lambda v: all(_finite(f) and 0.5 <= f <= 2.0 for f in v), "factors in [0.5, 2]"),
+    ("aux_ctc.layer", lambda v: v >= 0, ">= 0 (0: off)"),
+    ("aux_ctc.weight", lambda v: _finite(v) and 0 < v < 1, "a weight in (0, 1)"),
     ("optim.lr", lambda v: _finite(v) and v > 0, "a learning rate > 0"),
     ("optim.weight_decay", lambda v: _finite(v) and v >= 0, ">= 0"),
     ("optim.betas", lambda v: all(_finite(b) and 0 <= b < 1 for b in v), "two numbers in [0, 1)"),
@@ -279,6 +292,11 @@ def validate(cfg: Config) -> None:
         d = cfg.data
         raise ConfigError(
             f"data.min_duration={d.min_duration!r} must be below data.max_duration={d.max_duration!r}"
+        )
+    if cfg.aux_ctc.layer >= cfg.model.num_layers:
+        raise ConfigError(
+            f"aux_ctc.layer={cfg.aux_ctc.layer} must be below model.num_layers={cfg.model.num_layers} "
+            "(the top layer has the main loss)"
         )
     if cfg.trainer.max_epochs == -1 and cfg.trainer.max_steps == -1:
         raise ConfigError("trainer.max_epochs=-1 and trainer.max_steps=-1: training would never end; set one")

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from lightning_fabric.plugins import TorchCheckpointIO
 from torch import Tensor, nn
 
+from asr.batching import zero_pad
 from asr.checkpoint import checkpoint_payload, load_checkpoint, save_atomic
 from asr.config import Config, OptimConfig
 from asr.data import Batch
@@ -20,7 +21,7 @@ from asr.decoding.greedy import greedy_ids
 from asr.features import change_speed, spec_augment
 from asr.metrics import ErrorCounts, score
 from asr.recognizer import Recognizer
-from asr.text import BLANK_ID
+from asr.text import BLANK_ID, Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,41 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return load_checkpoint(path, map_location or "cpu")
 
 
-class CTCModule(pl.LightningModule):
-    """Trains a :class:`Recognizer` with CTC; evaluates greedy WER/CER."""
+def ctc_losses(log_probs: Tensor, out_lens: Tensor, targets: Tensor, target_lens: Tensor) -> Tensor:
+    """Per-utterance CTC losses (B,) in fp32 of log_probs (B, T', V); an impossible alignment costs 0."""
+    with torch.autocast(log_probs.device.type, enabled=False):
+        return F.ctc_loss(
+            log_probs.float().transpose(0, 1),  # (T', B, V)
+            targets,
+            out_lens,
+            target_lens,
+            blank=BLANK_ID,
+            reduction="none",
+            zero_infinity=True,
+        )
 
-    def __init__(self, recognizer: Recognizer, cfg: Config) -> None:
+
+def per_token(losses: Tensor, target_lens: Tensor) -> Tensor:
+    return losses.sum() / target_lens.sum().clamp_min(1)
+
+
+class CTCModule(pl.LightningModule):
+    """Trains a :class:`Recognizer` with CTC; evaluates greedy WER/CER.
+
+    With ``aux_ctc.layer`` set, a second CTC loss reads that layer's output through its own output layer
+    (``aux_output``, kept in training checkpoints, not in the model file), over ``aux_tokenizer``'s units:
+    characters under a piece model (train.py passes them), the model's own units when none is given.
+    """
+
+    def __init__(self, recognizer: Recognizer, cfg: Config, aux_tokenizer: Tokenizer | None = None) -> None:
         super().__init__()
         self.recognizer = recognizer
         self.cfg = cfg
+        self.aux_tokenizer = aux_tokenizer
+        if cfg.aux_ctc.layer:
+            width = recognizer.encoder.output.in_features
+            vocab = (aux_tokenizer or recognizer.tokenizer).vocab_size
+            self.aux_output = nn.Linear(width, vocab)
         self._skipped = torch.zeros((), dtype=torch.long)  # kept on the training device: no host sync
         self._skipped_reported = 0
         self._unreadable = 0  # training files skipped this epoch because they could not be read
@@ -91,35 +120,45 @@ class CTCModule(pl.LightningModule):
     def forward(self, waves: Tensor, wave_lens: Tensor) -> tuple[Tensor, Tensor]:
         return self.recognizer(waves, wave_lens)
 
-    def _shared_step(self, batch: Batch, train: bool) -> tuple[Tensor, Tensor, Tensor]:
-        """Features (+speed perturbation and, from ``specaug.start_step``, SpecAugment when training),
-        encoder, CTC loss in fp32.
-
-        Returns the per-utterance losses (B,), log_probs (B, T', V) and out_lens (B,).
-        """
+    def _encode(self, batch: Batch, train: bool) -> tuple[list[Tensor], Tensor]:
+        """Features (+speed perturbation and, from ``specaug.start_step``, SpecAugment when training), then
+        every encoder layer's output (B, T', D) and out_lens (B,)."""
         waves, wave_lens = batch.waves, batch.wave_lens  # (B, S)
         if train:
             waves, wave_lens = change_speed(waves, wave_lens, batch.speed)
         feats, feat_lens = self.recognizer.frontend(waves, wave_lens)  # (B, T, F)
         if train and self.global_step >= self.cfg.specaug.start_step:
             feats = spec_augment(feats, feat_lens, self.cfg.specaug)
-        log_probs, out_lens = self.recognizer.encoder(feats, feat_lens)  # (B, T', V)
-        with torch.autocast(log_probs.device.type, enabled=False):
-            losses = F.ctc_loss(
-                log_probs.float().transpose(0, 1),  # (T', B, V)
-                batch.targets,
-                out_lens,
-                batch.target_lens,
-                blank=BLANK_ID,
-                reduction="none",
-                zero_infinity=True,
-            )
-        return losses, log_probs, out_lens
+        return self.recognizer.encoder.layer_outputs(feats, feat_lens)
+
+    def _shared_step(self, batch: Batch, train: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """The encoder's CTC loss: per-utterance losses (B,), log_probs (B, T', V) and out_lens (B,)."""
+        outputs, out_lens = self._encode(batch, train)
+        log_probs = self.recognizer.encoder.log_probs(outputs[-1])  # (B, T', V)
+        return ctc_losses(log_probs, out_lens, batch.targets, batch.target_lens), log_probs, out_lens
+
+    def _aux_targets(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """The batch's targets in the auxiliary loss's units: (B, L) zero-padded, lengths (B,)."""
+        if self.aux_tokenizer is None:
+            return batch.targets, batch.target_lens
+        ids = [torch.tensor(self.aux_tokenizer.encode(t), dtype=torch.long) for t in batch.texts]
+        lens = torch.tensor([len(i) for i in ids], dtype=torch.long)
+        return zero_pad(ids, width=1).to(batch.targets.device), lens.to(batch.target_lens.device)
 
     def train_loss(self, batch: Batch) -> Tensor:
-        """The training loss of a non-empty batch: CTC per target token, with the training augmentation."""
-        losses, _, _ = self._shared_step(batch, train=True)
-        return losses.sum() / batch.target_lens.sum().clamp_min(1)
+        """The training loss of a non-empty batch, with the training augmentation: CTC per target token, or
+        its mix with the auxiliary CTC loss (``aux_ctc``)."""
+        outputs, out_lens = self._encode(batch, train=True)
+        log_probs = self.recognizer.encoder.log_probs(outputs[-1])
+        loss = per_token(ctc_losses(log_probs, out_lens, batch.targets, batch.target_lens), batch.target_lens)
+        aux = self.cfg.aux_ctc
+        if not aux.layer:
+            return loss
+        hidden = self.recognizer.encoder.dropout(outputs[aux.layer - 1])
+        aux_log_probs = F.log_softmax(self.aux_output(hidden).float(), dim=-1)
+        targets, target_lens = self._aux_targets(batch)
+        aux_loss = per_token(ctc_losses(aux_log_probs, out_lens, targets, target_lens), target_lens)
+        return (1 - aux.weight) * loss + aux.weight * aux_loss
 
     def fit_step(
         self, batch: Batch, optimizer: torch.optim.Optimizer, autocast: torch.dtype | None = None

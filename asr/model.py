@@ -116,13 +116,24 @@ class Encoder(nn.Module):
     def output_length(self, feat_lens: Tensor | int) -> Tensor | int:
         return conv_output_length(feat_lens, self.subsampling.num_convs)
 
-    def forward(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
-        """feats (B, T, F), feat_lens (B,) -> log_probs (B, T', V) float32, out_lens (B,)."""
+    def layer_outputs(self, feats: Tensor, feat_lens: Tensor) -> tuple[list[Tensor], Tensor]:
+        """feats (B, T, F), feat_lens (B,) -> each RNN layer's output (B, T', D), after its projection, and
+        out_lens (B,)."""
         x, lens = self.subsampling(feats, feat_lens)  # (B, T', D)
+        outputs = []
         for rnn, proj in zip(self.rnns, self.projections):
             x = proj(rnn(self.dropout(x), lens))  # (B, T', D)
-        logits = self.output(self.dropout(x))  # (B, T', V)
-        return F.log_softmax(logits.float(), dim=-1), lens
+            outputs.append(x)
+        return outputs, lens
+
+    def log_probs(self, x: Tensor) -> Tensor:
+        """The top layer's output (B, T', D) -> CTC log-probabilities (B, T', V), float32."""
+        return F.log_softmax(self.output(self.dropout(x)).float(), dim=-1)
+
+    def forward(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """feats (B, T, F), feat_lens (B,) -> log_probs (B, T', V) float32, out_lens (B,)."""
+        outputs, lens = self.layer_outputs(feats, feat_lens)
+        return self.log_probs(outputs[-1]), lens
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -30,7 +30,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader
 
 from asr.audio import SAMPLE_RATE
-from asr.checkpoint import load_checkpoint, model_spec
+from asr.checkpoint import load_checkpoint, model_spec, training_config
 from asr.config import Config, save_config
 from asr.data import AsrDataModule, AsrDataset, collate
 from asr.errors import AudioFailure, ConfigError, OutputError, UsageError, first_line
@@ -97,8 +97,10 @@ def experiment_lock(exp: Path) -> Iterator[None]:
 
 
 def check_resume(cfg: Config, tokenizer_data: dict[str, Any], last: Path) -> None:
-    """:class:`ConfigError` unless ``cfg`` describes the model in ``last``: features, model, tokenizer."""
-    stored = model_spec(load_checkpoint(last), last)
+    """:class:`ConfigError` unless ``cfg`` describes the model in ``last``: features, model, tokenizer, and
+    the auxiliary CTC layer (whose output layer the training checkpoint holds)."""
+    ckpt = load_checkpoint(last)
+    stored = model_spec(ckpt, last)
     changed = []
     for section, now, then in (
         ("features", asdict(cfg.features), asdict(stored.features)),
@@ -107,6 +109,9 @@ def check_resume(cfg: Config, tokenizer_data: dict[str, Any], last: Path) -> Non
         changed += [f"{section}.{k} {then.get(k)!r} -> {v!r}" for k, v in now.items() if then.get(k) != v]
     if stored.tokenizer != tokenizer_data:
         changed.append("the tokenizer (data.tokenizer, data.vocabulary, data.pieces or the training text)")
+    aux_then = ((training_config(ckpt) or {}).get("aux_ctc") or {}).get("layer", 0)
+    if aux_then != cfg.aux_ctc.layer:
+        changed.append(f"aux_ctc.layer {aux_then!r} -> {cfg.aux_ctc.layer!r}")
     if changed:
         raise ConfigError(
             f"{last}: cannot resume with changed model settings ({'; '.join(changed)}); "
@@ -153,6 +158,14 @@ def build_tokenizer(cfg: Config) -> Tokenizer:
     if d.tokenizer == "sentencepiece":
         return SentencePieceTokenizer.train(texts, d.pieces, d.piece_type)
     return CharTokenizer.from_texts(texts)
+
+
+def build_aux_tokenizer(cfg: Config, tokenizer: Tokenizer) -> CharTokenizer | None:
+    """The characters of the auxiliary CTC loss (``aux_ctc``) under a piece model: every character of the
+    training transcripts. None when it is off or the model's own units are characters."""
+    if not cfg.aux_ctc.layer or isinstance(tokenizer, CharTokenizer):
+        return None
+    return CharTokenizer.from_texts(u.text for u in read_manifest(cfg.data.train_manifest))
 
 
 @torch.inference_mode()
@@ -506,7 +519,8 @@ def train(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> Path:
         if trainer.is_global_zero:
             save_config(cfg, exp / "config.yaml")
         try:
-            trainer.fit(CTCModule(recognizer, cfg), datamodule=data, ckpt_path=resume)
+            module = CTCModule(recognizer, cfg, build_aux_tokenizer(cfg, tokenizer))
+            trainer.fit(module, datamodule=data, ckpt_path=resume)
         except RuntimeError as e:
             if trainer.world_size == 1:
                 raise

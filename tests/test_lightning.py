@@ -2,18 +2,20 @@
 step outside a Trainer."""
 
 import copy
+import dataclasses
 
 import pytest
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from asr.config import Config, ModelConfig
+from asr.batching import zero_pad
+from asr.config import AuxCTCConfig, Config, ModelConfig
 from asr.data import Batch, collate
 from asr.lightning import CTCModule, build_optimizer, warmup_cosine
 from asr.recognizer import Recognizer
 from asr.spec import ModelSpec
-from asr.text import CharTokenizer
+from asr.text import CharTokenizer, SentencePieceTokenizer
 
 
 def test_warmup_cosine():
@@ -144,3 +146,54 @@ def test_fit_step_outside_a_trainer_is_the_trainers_step(tmp_path):
     before = [p.detach().clone() for p in stepped.parameters()]
     assert not torch.isfinite(stepped.fit_step(_batch(tok, True), optimizer))
     assert all(torch.equal(a, b) for a, b in zip(before, stepped.parameters()))  # the poisoned step: skipped
+
+
+def _aux_cfg() -> Config:
+    cfg = Config(model=ModelConfig(hidden_size=16, num_layers=2, conv_channels=4, dropout=0.0))
+    cfg.specaug.freq_masks = cfg.specaug.time_masks = 0
+    cfg.aux_ctc.layer, cfg.aux_ctc.weight = 1, 0.25
+    return cfg
+
+
+def test_auxiliary_ctc_mixes_the_lower_layers_loss_with_the_top_ones():
+    """Intermediate CTC: (1 - w) * top layer's CTC + w * CTC of layer 1 through its own output layer."""
+    tok = CharTokenizer.english()
+    cfg = _aux_cfg()
+    module = _module(cfg, tok)
+    plain = CTCModule(module.recognizer, dataclasses.replace(cfg, aux_ctc=AuxCTCConfig()))  # aux off
+    batch = _batch(tok, False)
+    total = module.train_loss(batch)
+    feats, feat_lens = module.recognizer.frontend(batch.waves, batch.wave_lens)
+    outputs, out_lens = module.recognizer.encoder.layer_outputs(feats, feat_lens)
+    log_probs = torch.log_softmax(module.aux_output(outputs[0]), dim=-1).transpose(0, 1)
+    aux = torch.nn.functional.ctc_loss(log_probs, batch.targets, out_lens, batch.target_lens, reduction="sum")
+    expected = 0.75 * plain.train_loss(batch) + 0.25 * aux / batch.target_lens.sum()
+    torch.testing.assert_close(total, expected)
+    total.backward()
+    assert module.aux_output.weight.grad.abs().sum() > 0
+    assert not any(k.startswith("aux_output") for k in module.recognizer.state_dict())  # not in the model
+
+
+def test_auxiliary_ctc_under_pieces_spells_the_text_in_characters(tmp_path):
+    texts = ["the cat sat on the mat", "a dog ran in the fog"] * 4
+    pieces = SentencePieceTokenizer.train(texts, 40)
+    chars = CharTokenizer.from_texts(texts)
+    cfg = _aux_cfg()
+    module = CTCModule(Recognizer(ModelSpec(cfg.features, cfg.model, pieces.to_dict())), cfg, chars)
+    assert module.aux_output.out_features == chars.vocab_size != pieces.vocab_size
+    waves = torch.randn(2, 32000) * 0.1
+    ids = [torch.tensor(pieces.encode(t)) for t in texts[:2]]
+    batch = Batch(
+        waves,
+        torch.tensor([32000, 32000]),
+        zero_pad(ids),
+        torch.tensor([len(i) for i in ids]),
+        ["a", "b"],
+        texts[:2],
+    )
+    targets, lens = module._aux_targets(batch)
+    assert [chars.decode(t[:n].tolist()) for t, n in zip(targets, lens)] == texts[:2]
+    before = module.aux_output.weight.detach().clone()
+    _trainer(tmp_path).fit(module, DataLoader([batch], batch_size=None))
+    assert not torch.equal(before, module.aux_output.weight)  # trained with the model
+    assert module.skipped_steps == 0

@@ -280,6 +280,15 @@ def test_resume_with_changed_model_settings_is_refused_before_writing(
     record("training: resume with changed model settings", "ConfigError, nothing written")
 
 
+def test_resume_with_an_auxiliary_ctc_layer_added_is_refused(trained_exp, tiny_model, corpus, tmp_path):
+    """The training checkpoint has no auxiliary output layer to resume: named, like a model change."""
+    exp = tmp_path / "run"
+    shutil.copytree(trained_exp, exp)
+    cfg = _config(corpus, exp, tiny_model, "trainer.max_epochs=2", "model.num_layers=2", "aux_ctc.layer=1")
+    with pytest.raises(ConfigError, match=r"model\.num_layers 1 -> 2; aux_ctc\.layer 0 -> 1"):
+        train(cfg)
+
+
 def test_moved_exp_dir_resumes_with_its_own_paths(trained_exp, tiny_model, corpus, tmp_path):
     exp = tmp_path / "moved"
     shutil.copytree(trained_exp, exp)
