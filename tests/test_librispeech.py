@@ -155,7 +155,8 @@ def test_recipe_trains_and_scores_four_sets_greedy_and_with_the_lm(corpus, tmp_p
             *("--out-dir", str(tmp_path / "data"), "--exp-dir", str(exp), "--jobs", "1"),
             *tiny_model,
             *(
-                "model.num_layers=1",
+                "model.num_layers=2",
+                "aux_ctc.layer=1",
                 "model.dropout=0.0",
                 "data.max_batch_seconds=10",
                 "data.min_duration=0.0",

@@ -22,6 +22,7 @@ from asr.corpora import mini_librispeech as mini
 from asr.download import DownloadError
 from asr.lm import build_arpa
 from asr.manifest import read_manifest
+from asr.text import CharTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUT = {
@@ -116,8 +117,9 @@ def test_recipe_trains_with_pieces_and_falls_back_to_a_transcript_lm(corpus, tmp
                 ),
                 *("--out-dir", str(tmp_path / "data"), "--exp-dir", str(exp), "--jobs", "1"),
                 *tiny_model,
+                *("model.num_layers=2", "aux_ctc.layer=1"),  # the recipe's character CTC below the pieces
                 *("data.max_batch_seconds=10", "data.min_duration=0.0"),
-                *("data.tokenizer=sentencepiece", "data.pieces=40", "trainer.keep_best=1"),
+                *("data.pieces=40", "trainer.keep_best=1"),
                 *("trainer.max_epochs=1", "trainer.precision=32-true"),
             ],
             capture_output=True,
@@ -134,5 +136,10 @@ def test_recipe_trains_with_pieces_and_falls_back_to_a_transcript_lm(corpus, tmp
     assert "the LibriSpeech LM could not be fetched" in lm["note"] and "/gone/" in lm["note"]
     assert results["details"]["dev_speakers"] == ["32"]
     assert "held out" in (exp / "RESULTS.md").read_text()
-    spec = load_checkpoint(exp / "model.pt")["asr"]["spec"]
-    assert spec["tokenizer"]["kind"] == "sentencepiece"
+    model = load_checkpoint(exp / "model.pt")
+    assert model["asr"]["spec"]["tokenizer"]["kind"] == "sentencepiece"
+    assert not any("aux_output" in k for k in model["state_dict"])  # training-only, not in the model file
+    trained = load_checkpoint(exp / "checkpoints" / "last.ckpt")["state_dict"]
+    (manifest,) = (tmp_path / "data").glob("*dev1-train.jsonl")
+    chars = CharTokenizer.from_texts(u.text for u in read_manifest(manifest))
+    assert trained["aux_output.weight"].shape[0] == chars.vocab_size  # the training text's characters
