@@ -131,11 +131,13 @@ class CTCModule(pl.LightningModule):
             feats = spec_augment(feats, feat_lens, self.cfg.specaug)
         return self.recognizer.encoder.layer_outputs(feats, feat_lens)
 
-    def _shared_step(self, batch: Batch, train: bool) -> tuple[Tensor, Tensor, Tensor]:
-        """The encoder's CTC loss: per-utterance losses (B,), log_probs (B, T', V) and out_lens (B,)."""
+    def _shared_step(self, batch: Batch, train: bool) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
+        """The encoder's CTC loss: per-utterance losses (B,), log_probs (B, T', V), out_lens (B,) and every
+        layer's output (for the auxiliary loss)."""
         outputs, out_lens = self._encode(batch, train)
         log_probs = self.recognizer.encoder.log_probs(outputs[-1])  # (B, T', V)
-        return ctc_losses(log_probs, out_lens, batch.targets, batch.target_lens), log_probs, out_lens
+        losses = ctc_losses(log_probs, out_lens, batch.targets, batch.target_lens)
+        return losses, log_probs, out_lens, outputs
 
     def _aux_targets(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """The batch's targets in the auxiliary loss's units: (B, L) zero-padded, lengths (B,)."""
@@ -148,9 +150,8 @@ class CTCModule(pl.LightningModule):
     def train_loss(self, batch: Batch) -> Tensor:
         """The training loss of a non-empty batch, with the training augmentation: CTC per target token, or
         its mix with the auxiliary CTC loss (``aux_ctc``)."""
-        outputs, out_lens = self._encode(batch, train=True)
-        log_probs = self.recognizer.encoder.log_probs(outputs[-1])
-        loss = per_token(ctc_losses(log_probs, out_lens, batch.targets, batch.target_lens), batch.target_lens)
+        losses, _, out_lens, outputs = self._shared_step(batch, train=True)
+        loss = per_token(losses, batch.target_lens)
         aux = self.cfg.aux_ctc
         if not aux.layer:
             return loss
@@ -220,7 +221,7 @@ class CTCModule(pl.LightningModule):
     def _eval_step(self, batch: Batch) -> None:
         if not len(batch):
             return
-        losses, log_probs, out_lens = self._shared_step(batch, train=False)
+        losses, log_probs, out_lens, _ = self._shared_step(batch, train=False)
         finite = torch.isfinite(losses)
         tokens = batch.target_lens[finite].sum()
         self._eval_loss += torch.stack([losses[finite].sum().double(), tokens.double()]).cpu()
