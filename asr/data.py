@@ -115,14 +115,20 @@ def select_utterances(
 class AsrDataset(Dataset):
     """Utterances with their token ids. An unreadable audio file is reported and yields ``None``.
 
+    With ``cache_bytes`` the decoded waveforms are kept in memory until they fill that many bytes, so each
+    file is read and decoded once per process (a DataLoader worker keeps its own cache across epochs when
+    the workers are persistent).
+
     An item is asked for by index, or by (index, speed factor) for speed perturbation: the factor travels
     with the item and is applied to the whole batch on the training device. Any other failure
     while reading the audio is raised as a RuntimeError naming the file, the original error as its cause,
     so that it names the file even from a DataLoader worker.
     """
 
-    def __init__(self, entries: Sequence[tuple[Utterance, list[int]]]) -> None:
+    def __init__(self, entries: Sequence[tuple[Utterance, list[int]]], cache_bytes: int = 0) -> None:
         self.entries = list(entries)
+        self.cache_bytes, self.cached_bytes = cache_bytes, 0
+        self.cache: dict[int, Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -134,13 +140,18 @@ class AsrDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, float]) -> Item | None:
         index, speed = key if isinstance(key, tuple) else (key, 1.0)
         utt, tokens = self.entries[index]
-        try:
-            wave = torch.from_numpy(load_audio(utt.audio_filepath))
-        except AudioError as e:
-            log.warning("skipped: %s", e)
-            return None
-        except Exception as e:
-            raise RuntimeError(f"{utt.audio_filepath}: {type(e).__name__}: {first_line(e)}") from e
+        wave = self.cache.get(index)
+        if wave is None:
+            try:
+                wave = torch.from_numpy(load_audio(utt.audio_filepath))
+            except AudioError as e:
+                log.warning("skipped: %s", e)
+                return None
+            except Exception as e:
+                raise RuntimeError(f"{utt.audio_filepath}: {type(e).__name__}: {first_line(e)}") from e
+            if self.cached_bytes + wave.nbytes <= self.cache_bytes:
+                self.cache[index] = wave
+                self.cached_bytes += wave.nbytes
         return Item(wave, tokens, utt.id, utt.text, speed)
 
 
@@ -265,7 +276,7 @@ class AsrDataModule(pl.LightningDataModule):
                 raise DataError(f"data.{split}_manifest is not set")
             lo, hi = (self.cfg.min_duration, self.cfg.max_duration) if split == "train" else (0.0, math.inf)
             entries = select_utterances(read_manifest(path), self.tokenizer, self.output_frames, lo, hi, path)
-            self.datasets[split] = AsrDataset(entries)
+            self.datasets[split] = AsrDataset(entries, int(self.cfg.audio_cache_gb * 2**30))
         return self.datasets[split]
 
     def _loader(self, split: str, sampler: DurationBatchSampler) -> DataLoader:

@@ -112,6 +112,29 @@ def test_dataset_and_collate_skip_unreadable(tmp_path, caplog):
     assert len(empty) == 0 and empty.skipped == 1 and empty.waves.shape == (0, 0)
 
 
+def test_audio_cache_decodes_each_file_once_within_its_budget(tmp_path, caplog):
+    for name, n in (("a.wav", 16000), ("b.wav", 8000)):
+        sf.write(tmp_path / name, np.full(n, 0.25, np.float32), 16000)
+    (tmp_path / "bad.wav").write_text("not audio")
+    tok = CharTokenizer.english()
+    entries = [
+        (Utterance(str(tmp_path / n), 1.0, "ab", 1), tok.encode("ab")) for n in ("a.wav", "b.wav", "bad.wav")
+    ]
+    ds = AsrDataset(entries, cache_bytes=16000 * 4)  # room for a.wav only
+    first = [ds[i] for i in range(3)]
+    assert first[2] is None and sorted(ds.cache) == [0] and ds.cached_bytes == 16000 * 4
+    for name in ("a.wav", "b.wav"):
+        (tmp_path / name).unlink()  # a cached file is not read again; one over the budget is
+    assert torch.equal(ds[0].wave, first[0].wave)
+    with caplog.at_level(logging.WARNING):
+        assert ds[1] is None and ds[2] is None
+    assert "b.wav" in caplog.text and "bad.wav" in caplog.text
+    batch = collate([ds[0], first[1]])
+    batch.waves.zero_()  # a batch is a copy: the cached wave is untouched
+    assert float(ds[0].wave.min()) == 0.25
+    assert AsrDataset(entries).cache_bytes == 0
+
+
 def test_manifest_round_trip_and_relative_paths(tmp_path):
     n = write_manifest(
         tmp_path / "m.jsonl", [{"audio_filepath": str(tmp_path / "x.wav"), "duration": 1.5, "text": "hi"}]
