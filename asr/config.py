@@ -80,9 +80,6 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     warmup_steps: int = 300
     final_lr_ratio: float = 0.02  # cosine decay from lr to lr * final_lr_ratio at the last step
-    # With trainer.max_time: the decay also follows the clock and ends at whichever comes first, the last
-    # step or the time cap, so a slower machine still finishes the curve instead of being cut mid-way.
-    decay_by_time: bool = False
     grad_clip: float = 5.0
 
 
@@ -279,14 +276,6 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
 ]
 
 
-def max_time_seconds(max_time: str) -> int:
-    """``trainer.max_time`` (DD:HH:MM:SS) in seconds; 0 when empty."""
-    if not max_time:
-        return 0
-    days, hours, minutes, seconds = (int(p) for p in max_time.split(":"))
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
-
-
 def _value(cfg: Config, key: str) -> Any:
     value: Any = cfg
     for part in key.split("."):
@@ -313,8 +302,6 @@ def validate(cfg: Config) -> None:
             f"aux_ctc.layer={cfg.aux_ctc.layer} must be below model.num_layers={cfg.model.num_layers} "
             "(the top layer has the main loss)"
         )
-    if cfg.optim.decay_by_time and not cfg.trainer.max_time:
-        raise ConfigError("optim.decay_by_time=true needs trainer.max_time (the budget the decay follows)")
     if cfg.trainer.max_epochs == -1 and cfg.trainer.max_steps == -1:
         raise ConfigError("trainer.max_epochs=-1 and trainer.max_steps=-1: training would never end; set one")
 

@@ -11,12 +11,11 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from lightning_fabric.plugins import TorchCheckpointIO
-from pytorch_lightning.callbacks import Timer
 from torch import Tensor, nn
 
 from asr.batching import zero_pad
 from asr.checkpoint import checkpoint_payload, load_checkpoint, save_atomic
-from asr.config import Config, OptimConfig, max_time_seconds
+from asr.config import Config, OptimConfig
 from asr.data import Batch
 from asr.decoding.greedy import greedy_ids
 from asr.features import change_speed, spec_augment
@@ -27,42 +26,12 @@ from asr.text import BLANK_ID, Tokenizer
 log = logging.getLogger(__name__)
 
 
-class WarmupCosine:
-    """Learning-rate multiplier: linear warm-up to 1 over ``warmup`` steps, then cosine decay to
-    ``final_ratio`` at ``total`` steps.
-
-    Given the share of a wall-clock budget spent (:meth:`spend`), the decay's progress is the larger of its
-    step and time shares, both counted from the end of the warm-up, so the curve ends at whichever budget
-    runs out first. Checkpoints keep :meth:`clock` (the shape comes from the config), so a resumed run goes on
-    along the same curve.
-    """
-
-    def __init__(self, warmup: int, total: int, final_ratio: float) -> None:
-        self.warmup, self.total, self.final_ratio = warmup, total, final_ratio
-        self.time_share = 0.0  # of the budget left at the end of the warm-up, spent since
-        self.time_at_warmup = -1.0  # the share of the whole budget spent when the warm-up ended
-
-    def spend(self, step: int, budget_share: float) -> None:
-        """Record that ``budget_share`` of the time budget has gone by before optimiser step ``step``."""
-        if step < self.warmup:
-            return
-        if self.time_at_warmup < 0:
-            self.time_at_warmup = budget_share
-        self.time_share = (budget_share - self.time_at_warmup) / max(1e-9, 1 - self.time_at_warmup)
-
-    def clock(self) -> dict[str, float]:
-        """The time state, for a checkpoint."""
-        return {"time_share": self.time_share, "time_at_warmup": self.time_at_warmup}
-
-    def set_clock(self, clock: dict[str, float]) -> None:
-        """Restore :meth:`clock`'s state."""
-        self.time_share, self.time_at_warmup = float(clock["time_share"]), float(clock["time_at_warmup"])
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / self.warmup
-        progress = min(1.0, max((step - self.warmup) / max(1, self.total - self.warmup), self.time_share))
-        return self.final_ratio + (1 - self.final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+def warmup_cosine(step: int, warmup: int, total: int, final_ratio: float) -> float:
+    """Learning-rate multiplier: linear warm-up to 1, then cosine decay to ``final_ratio`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def build_optimizer(module: nn.Module, o: OptimConfig) -> torch.optim.AdamW:
@@ -142,8 +111,6 @@ class CTCModule(pl.LightningModule):
         self._unreadable = 0  # training files skipped this epoch because they could not be read
         self._eval_counts = ErrorCounts()
         self._eval_loss = torch.zeros(2, dtype=torch.float64)  # (sum of losses, target tokens)
-        self.schedule: WarmupCosine | None = None  # built with the optimiser
-        self._lr_clock: dict[str, float] | None = None  # the schedule's time state from a resumed checkpoint
 
     @property
     def skipped_steps(self) -> int:
@@ -293,29 +260,15 @@ class CTCModule(pl.LightningModule):
         optimizer = build_optimizer(self, o)
         total = int(self.trainer.estimated_stepping_batches)
         warmup = min(o.warmup_steps, max(1, total // 5))
-        self.schedule = WarmupCosine(warmup, total, o.final_lr_ratio)
-        if self._lr_clock:
-            self.schedule.set_clock(self._lr_clock)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: self.schedule(step))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, warmup, total, o.final_lr_ratio)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
-        """With ``optim.decay_by_time``, tell the schedule how much of ``trainer.max_time`` has gone by
-        (rank 0's clock under DDP, so that every rank steps with the same learning rate)."""
-        budget = max_time_seconds(self.cfg.trainer.max_time)
-        if not (self.cfg.optim.decay_by_time and budget):
-            return
-        timer = next(c for c in self.trainer.callbacks if isinstance(c, Timer))
-        share = self.trainer.strategy.broadcast(timer.time_elapsed("train") / budget)
-        self.schedule.spend(self.global_step, share)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["asr"] = checkpoint_payload(self.recognizer, self.cfg)
         checkpoint["skipped_steps"] = self.skipped_steps
-        if self.schedule is not None:
-            checkpoint["lr_clock"] = self.schedule.clock()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._skipped_reported = int(checkpoint.get("skipped_steps", 0))
-        self._lr_clock = checkpoint.get("lr_clock")
         self._skipped = torch.tensor(self._skipped_reported)

@@ -3,7 +3,6 @@ step outside a Trainer."""
 
 import copy
 import dataclasses
-import math
 
 import pytest
 import pytorch_lightning as pl
@@ -11,70 +10,21 @@ import torch
 from torch.utils.data import DataLoader
 
 from asr.batching import zero_pad
-from asr.config import AuxCTCConfig, Config, ModelConfig, load_config
+from asr.config import AuxCTCConfig, Config, ModelConfig
 from asr.data import Batch, collate
-from asr.errors import ConfigError
-from asr.lightning import CTCModule, WarmupCosine, build_optimizer
+from asr.lightning import CTCModule, build_optimizer, warmup_cosine
 from asr.recognizer import Recognizer
 from asr.spec import ModelSpec
 from asr.text import CharTokenizer, SentencePieceTokenizer
-from asr.train import train
 
 
 def test_warmup_cosine():
-    f = WarmupCosine(10, 100, 0.1)
-    assert f(0) == pytest.approx(0.1)
-    assert f(9) == pytest.approx(1.0)
-    assert f(10) == pytest.approx(1.0)
-    assert f(55) == pytest.approx(0.55)
-    assert f(100) == pytest.approx(0.1)
-    assert f(500) == pytest.approx(0.1)
-
-
-def test_warmup_cosine_follows_the_clock_when_time_runs_out_first():
-    f = WarmupCosine(10, 100, 0.1)
-    f.spend(5, 0.5)  # during the warm-up the clock is not counted
-    assert f(5) == pytest.approx(0.6) and f.time_at_warmup < 0
-    f.spend(10, 0.2)  # the warm-up ended with a fifth of the budget spent
-    assert f(10) == pytest.approx(1.0)
-    f.spend(20, 0.6)  # half of the rest: ahead of the step share (10 of 90)
-    assert f(20) == pytest.approx(0.55)
-    f.spend(90, 0.61)  # the step share leads again
-    assert f(90) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 80 / 90)))
-    f.spend(30, 1.0)  # the budget spent: the end of the curve
-    assert f(30) == pytest.approx(0.1)
-    g = WarmupCosine(10, 1000, 0.1)  # a resumed run, with another step count, keeps the clock
-    g.set_clock(f.clock())
-    assert g(30) == pytest.approx(0.1) and g.time_at_warmup == pytest.approx(0.2)
-
-
-@pytest.mark.parametrize("by_time", [False, True])
-def test_a_time_capped_run_ends_its_decay_with_the_cap_only_when_asked(corpus, tiny_model, tmp_path, by_time):
-    cfg = load_config(
-        None,
-        [
-            *tiny_model,
-            f"data.train_manifest={corpus['train']}",
-            f"data.val_manifest={corpus['dev']}",
-            f"exp_dir={tmp_path}",
-            "data.max_batch_seconds=5",
-            "optim.warmup_steps=1",
-            "trainer.max_epochs=10000",  # the clock stops it long before the steps run out
-            "trainer.max_time=00:00:00:04",
-            f"optim.decay_by_time={str(by_time).lower()}",
-        ],
-    )
-    last = torch.load(train(cfg).parent / "last.ckpt", weights_only=True, map_location="cpu")
-    lr = last["optimizer_states"][0]["param_groups"][0]["lr"] / cfg.optim.lr
-    if by_time:
-        assert last["lr_clock"]["time_share"] > 0.6 and lr < 0.4
-    else:
-        assert last["lr_clock"]["time_share"] == 0.0 and lr > 0.95
-
-
-def test_decay_by_time_needs_a_time_cap():
-    with pytest.raises(ConfigError, match="optim.decay_by_time=true needs trainer.max_time"):
-        load_config(None, ["optim.decay_by_time=true"])
+    assert warmup_cosine(0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(9, 10, 100, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine(10, 10, 100, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine(55, 10, 100, 0.1) == pytest.approx(0.55)
+    assert warmup_cosine(100, 10, 100, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(500, 10, 100, 0.1) == pytest.approx(0.1)
 
 
 def _batch(tok: CharTokenizer, poison: bool) -> Batch:
