@@ -47,11 +47,16 @@ class Subsampling(nn.Module):
 
 
 def reverse_padded(x: Tensor, lens: Tensor) -> Tensor:
-    """Reverse each sequence of (B, T, D) within its length; padding stays at the end."""
-    t = torch.arange(x.shape[1], device=x.device)[None, :]  # (1, T)
+    """Reverse each sequence of (B, T, D) within its length; padding stays at the end.
+
+    Whole frames are copied by their row in (B * T, D), one index per frame (an ONNX ``Gather``), not one
+    per value (``GatherElements`` over an expanded index)."""
+    b, t = x.shape[:2]
+    steps = torch.arange(t, device=x.device)[None, :]  # (1, T)
     lens = lens.to(x.device)[:, None]  # (B, 1)
-    index = torch.where(t < lens, lens - 1 - t, t)  # (B, T)
-    return x.gather(1, index[:, :, None].expand_as(x))
+    index = torch.where(steps < lens, lens - 1 - steps, steps)  # (B, T)
+    rows = index + t * torch.arange(b, device=x.device)[:, None]
+    return x.flatten(0, 1).index_select(0, rows.flatten()).view_as(x)
 
 
 def open_forget_gates(lstm: nn.LSTM) -> None:
@@ -110,6 +115,9 @@ class Encoder(nn.Module):
             nn.Linear(rnn_out, cfg.projection) if cfg.projection else nn.Identity()
             for _ in range(cfg.num_layers)
         )
+        self.norms = nn.ModuleList(
+            nn.LayerNorm(layer_out) if cfg.layer_norm else nn.Identity() for _ in range(cfg.num_layers)
+        )
         self.dropout = nn.Dropout(cfg.dropout)
         self.output = nn.Linear(layer_out, vocab_size)
 
@@ -121,8 +129,8 @@ class Encoder(nn.Module):
         out_lens (B,)."""
         x, lens = self.subsampling(feats, feat_lens)  # (B, T', D)
         outputs = []
-        for rnn, proj in zip(self.rnns, self.projections):
-            x = proj(rnn(self.dropout(x), lens))  # (B, T', D)
+        for norm, rnn, proj in zip(self.norms, self.rnns, self.projections):
+            x = proj(rnn(self.dropout(norm(x)), lens))  # (B, T', D)
             outputs.append(x)
         return outputs, lens
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from asr.audio import SAMPLE_RATE
 from asr.errors import ConfigError
@@ -43,6 +43,11 @@ class ModelConfig:
     bidirectional: bool = True
     projection: int = 0  # >0: a linear projection to this size after each layer (LSTMP-style)
     dropout: float = 0.1  # between layers
+    layer_norm: bool = (
+        False  # LayerNorm on each RNN layer's input (the subsampling's output, then each layer's)
+    )
+
+    LATER: ClassVar[frozenset[str]] = frozenset({"layer_norm"})  # absent from older model files: the default
 
 
 def window_samples(cfg: FeatureConfig) -> int:
@@ -116,8 +121,9 @@ def check_model(cfg: ModelConfig, n_mels: int, section: str = "model") -> None:
         raise ConfigError(
             f"{section}.projection must be 0 (none) or a positive integer, got {cfg.projection!r}"
         )
-    if not isinstance(cfg.bidirectional, bool):
-        raise ConfigError(f"{section}.bidirectional must be true or false, got {cfg.bidirectional!r}")
+    for name in ("bidirectional", "layer_norm"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise ConfigError(f"{section}.{name} must be true or false, got {getattr(cfg, name)!r}")
     dropout = cfg.dropout
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ConfigError(f"{section}.dropout must lie in [0, 1), got {dropout!r}")
@@ -134,13 +140,15 @@ def _section(cls: type, d: object, name: str) -> Any:
         raise ConfigError(f"spec {name}: expected a mapping, got {type(d).__name__}")
     known = {f.name: f.type for f in fields(cls)}
     unknown = sorted(set(d) - set(known))
-    missing = [k for k in known if k not in d]
+    missing = [k for k in known if k not in d and k not in getattr(cls, "LATER", ())]
     if unknown or missing:
         problem = (
             f"unknown key(s) {', '.join(map(str, unknown))}" if unknown else f"missing {', '.join(missing)}"
         )
         raise ConfigError(f"spec {name}: {problem}")
     for key, kind in known.items():  # annotations are strings (postponed evaluation)
+        if key not in d:
+            continue
         value = d[key]
         ok = {
             "int": isinstance(value, int) and not isinstance(value, bool),

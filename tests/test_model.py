@@ -18,10 +18,17 @@ def test_reverse_padded():
 
 
 @pytest.mark.parametrize("rnn_type", ["lstm", "gru", "rnn"])
-@pytest.mark.parametrize("projection", [0, 24])
-def test_padded_batch_equals_items_one_at_a_time(rnn_type, projection):
+@pytest.mark.parametrize("projection, layer_norm", [(0, False), (24, False), (0, True)])
+def test_padded_batch_equals_items_one_at_a_time(rnn_type, projection, layer_norm):
     torch.manual_seed(0)
-    cfg = ModelConfig(rnn_type=rnn_type, hidden_size=16, num_layers=2, conv_channels=4, projection=projection)
+    cfg = ModelConfig(
+        rnn_type=rnn_type,
+        hidden_size=16,
+        num_layers=2,
+        conv_channels=4,
+        projection=projection,
+        layer_norm=layer_norm,
+    )
     enc = Encoder(cfg, n_mels=20, vocab_size=7).eval()
     lens = torch.tensor([50, 33, 20])
     feats = torch.randn(3, 50, 20)
@@ -43,6 +50,16 @@ def test_unidirectional_and_parameter_count():
     assert lens.item() == 4 and log_probs.shape == (1, 4, 5)
     assert torch.allclose(log_probs.exp().sum(-1), torch.ones(1, 4))
     assert count_parameters(enc) == sum(p.numel() for p in enc.parameters())
+
+
+def test_layer_norm_before_each_layer_only_when_asked():
+    plain = Encoder(ModelConfig(hidden_size=8, num_layers=2, conv_channels=2), 16, 5)
+    normed = Encoder(ModelConfig(hidden_size=8, num_layers=2, conv_channels=2, layer_norm=True), 16, 5)
+    assert not any("norms" in k for k in plain.state_dict())  # model files from before it load unchanged
+    assert sorted(k for k in normed.state_dict() if "norms" in k) == [
+        f"norms.{i}.{p}" for i in range(2) for p in ("bias", "weight")
+    ]
+    assert count_parameters(normed) - count_parameters(plain) == 2 * 2 * 16  # gain and bias, width 2 x 8
 
 
 def test_lstm_forget_gates_start_open_and_other_gates_keep_torch_init():

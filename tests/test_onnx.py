@@ -3,6 +3,7 @@ length; earlier exports, with the front end in the graph, still run."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -52,6 +53,20 @@ def test_log_probs_match_torch_at_every_length(exported, corpus):
     onnx = OnnxRecognizer(path)
     assert onnx.spec.to_dict() == transcriber.spec.to_dict()
     _assert_same_log_probs(transcriber, onnx, _waves(corpus))
+
+
+def test_layer_norm_exports(exported, corpus, tmp_path):
+    """An encoder with LayerNorm before each layer (random gains and biases) runs the same in onnxruntime."""
+    spec = exported[0].spec
+    spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, layer_norm=True))
+    torch.manual_seed(0)
+    recognizer = Recognizer(spec)
+    with torch.no_grad():
+        for norm in recognizer.encoder.norms:
+            norm.weight.uniform_(0.5, 1.5), norm.bias.uniform_(-0.5, 0.5)
+    onnx = OnnxRecognizer(export_onnx(recognizer, tmp_path / "normed.onnx"))
+    assert onnx.spec.model.layer_norm is True
+    _assert_same_log_probs(Transcriber(recognizer), onnx, _waves(corpus)[-4:])
 
 
 def test_numpy_frontend_is_torchs(exported, corpus):

@@ -48,6 +48,7 @@ def test_bad_feature_settings(change, message):
         ({"dropout": 1.0}, r"model.dropout must lie in \[0, 1\)"),
         ({"dropout": -0.1}, r"model.dropout must lie in \[0, 1\)"),
         ({"bidirectional": 1}, "model.bidirectional must be true or false"),
+        ({"layer_norm": "yes"}, "model.layer_norm must be true or false"),
     ],
 )
 def test_bad_model_settings(change, message):
@@ -89,6 +90,16 @@ def test_defaults_are_valid_and_the_spec_round_trips():
 def test_bad_specs(change, message):
     d = ModelSpec(FeatureConfig(), ModelConfig(), TOKENIZER).to_dict() | change
     with pytest.raises(ConfigError, match=message):
+        ModelSpec.from_dict(d)
+
+
+def test_model_files_from_before_layer_norm_load_without_it():
+    d = ModelSpec(FeatureConfig(), ModelConfig(layer_norm=True), TOKENIZER).to_dict()
+    assert ModelSpec.from_dict(d).model.layer_norm is True
+    del d["model"]["layer_norm"]
+    assert ModelSpec.from_dict(d).model.layer_norm is False
+    d["model"]["layer_norm"] = 1
+    with pytest.raises(ConfigError, match="spec model.layer_norm: expected bool"):
         ModelSpec.from_dict(d)
 
 
