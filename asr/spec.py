@@ -43,9 +43,8 @@ class ModelConfig:
     bidirectional: bool = True
     projection: int = 0  # >0: a linear projection to this size after each layer (LSTMP-style)
     dropout: float = 0.1  # between layers
-    layer_norm: bool = (
-        False  # LayerNorm on each RNN layer's input (the subsampling's output, then each layer's)
-    )
+    # A LayerNorm on each RNN layer's input (the subsampling's output, then each layer's)
+    layer_norm: bool = False
 
     LATER: ClassVar[frozenset[str]] = frozenset({"layer_norm"})  # absent from older model files: the default
 
