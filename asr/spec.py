@@ -145,10 +145,8 @@ def _section(cls: type, d: object, name: str) -> Any:
             f"unknown key(s) {', '.join(map(str, unknown))}" if unknown else f"missing {', '.join(missing)}"
         )
         raise ConfigError(f"spec {name}: {problem}")
-    for key, kind in known.items():  # annotations are strings (postponed evaluation)
-        if key not in d:
-            continue
-        value = d[key]
+    for key, value in d.items():  # every key is known; a LATER one may be absent
+        kind = known[key]  # annotations are strings (postponed evaluation)
         ok = {
             "int": isinstance(value, int) and not isinstance(value, bool),
             "float": isinstance(value, (int, float)) and not isinstance(value, bool),

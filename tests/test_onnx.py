@@ -63,7 +63,8 @@ def test_layer_norm_exports(exported, corpus, tmp_path):
     recognizer = Recognizer(spec)
     with torch.no_grad():
         for norm in recognizer.encoder.norms:
-            norm.weight.uniform_(0.5, 1.5), norm.bias.uniform_(-0.5, 0.5)
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
     onnx = OnnxRecognizer(export_onnx(recognizer, tmp_path / "normed.onnx"))
     assert onnx.spec.model.layer_norm is True
     _assert_same_log_probs(Transcriber(recognizer), onnx, _waves(corpus)[-4:])
