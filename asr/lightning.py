@@ -120,9 +120,9 @@ class CTCModule(pl.LightningModule):
     def forward(self, waves: Tensor, wave_lens: Tensor) -> tuple[Tensor, Tensor]:
         return self.recognizer(waves, wave_lens)
 
-    def _encode(self, batch: Batch, train: bool) -> tuple[list[Tensor], Tensor]:
+    def _encode(self, batch: Batch, train: bool) -> tuple[list[Tensor], list[Tensor]]:
         """Features (+speed perturbation and, from ``specaug.start_step``, SpecAugment when training), then
-        every encoder layer's output (B, T', D) and out_lens (B,)."""
+        every encoder layer's output (B, T', D) and its lengths (B,)."""
         waves, wave_lens = batch.waves, batch.wave_lens  # (B, S)
         if train:
             waves, wave_lens = change_speed(waves, wave_lens, batch.speed)
@@ -131,13 +131,15 @@ class CTCModule(pl.LightningModule):
             feats = spec_augment(feats, feat_lens, self.cfg.specaug)
         return self.recognizer.encoder.layer_outputs(feats, feat_lens)
 
-    def _shared_step(self, batch: Batch, train: bool) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
-        """The encoder's CTC loss: per-utterance losses (B,), log_probs (B, T', V), out_lens (B,) and every
-        layer's output (for the auxiliary loss)."""
-        outputs, out_lens = self._encode(batch, train)
+    def _shared_step(
+        self, batch: Batch, train: bool
+    ) -> tuple[Tensor, Tensor, Tensor, list[Tensor], list[Tensor]]:
+        """The encoder's CTC loss: per-utterance losses (B,), log_probs (B, T', V), out_lens (B,), and every
+        layer's output and lengths (for the auxiliary loss)."""
+        outputs, lens = self._encode(batch, train)
         log_probs = self.recognizer.encoder.log_probs(outputs[-1])  # (B, T', V)
-        losses = ctc_losses(log_probs, out_lens, batch.targets, batch.target_lens)
-        return losses, log_probs, out_lens, outputs
+        losses = ctc_losses(log_probs, lens[-1], batch.targets, batch.target_lens)
+        return losses, log_probs, lens[-1], outputs, lens
 
     def _aux_targets(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """The batch's targets in the auxiliary loss's units: (B, L) zero-padded, lengths (B,)."""
@@ -150,7 +152,7 @@ class CTCModule(pl.LightningModule):
     def train_loss(self, batch: Batch) -> Tensor:
         """The training loss of a non-empty batch, with the training augmentation: CTC per target token, or
         its mix with the auxiliary CTC loss (``aux_ctc``)."""
-        losses, _, out_lens, outputs = self._shared_step(batch, train=True)
+        losses, _, _, outputs, lens = self._shared_step(batch, train=True)
         loss = per_token(losses, batch.target_lens)
         aux = self.cfg.aux_ctc
         if not aux.layer:
@@ -158,7 +160,8 @@ class CTCModule(pl.LightningModule):
         hidden = self.recognizer.encoder.dropout(outputs[aux.layer - 1])
         aux_log_probs = F.log_softmax(self.aux_output(hidden).float(), dim=-1)
         targets, target_lens = self._aux_targets(batch)
-        aux_loss = per_token(ctc_losses(aux_log_probs, out_lens, targets, target_lens), target_lens)
+        aux_lens = lens[aux.layer - 1]
+        aux_loss = per_token(ctc_losses(aux_log_probs, aux_lens, targets, target_lens), target_lens)
         return (1 - aux.weight) * loss + aux.weight * aux_loss
 
     def fit_step(
@@ -221,7 +224,7 @@ class CTCModule(pl.LightningModule):
     def _eval_step(self, batch: Batch) -> None:
         if not len(batch):
             return
-        losses, log_probs, out_lens, _ = self._shared_step(batch, train=False)
+        losses, log_probs, out_lens, _, _ = self._shared_step(batch, train=False)
         finite = torch.isfinite(losses)
         tokens = batch.target_lens[finite].sum()
         self._eval_loss += torch.stack([losses[finite].sum().double(), tokens.double()]).cpu()

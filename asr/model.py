@@ -59,6 +59,14 @@ def reverse_padded(x: Tensor, lens: Tensor) -> Tensor:
     return x.flatten(0, 1).index_select(0, rows.flatten()).view_as(x)
 
 
+def stack_pairs(x: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, T, D), lens (B,) -> (B, T // 2, 2 * D), lens // 2: each pair of frames concatenated into one.
+    An odd last frame is dropped, so an output frame depends only on its utterance's frames."""
+    b, t, d = x.shape
+    half = t // 2
+    return x[:, : 2 * half].reshape(b, half, 2 * d), lens // 2
+
+
 def open_forget_gates(lstm: nn.LSTM) -> None:
     """Start every forget gate's bias at 1 (Jozefowicz et al. 2015): the cell keeps its state from the first
     step instead of halving it. On AN4 this shortened CTC's all-blank start (benchmarks/RESULTS.md)."""
@@ -107,32 +115,35 @@ class Encoder(nn.Module):
         rnn_out = cfg.hidden_size * (2 if cfg.bidirectional else 1)
         layer_out = cfg.projection or rnn_out
         self.subsampling = Subsampling(n_mels, cfg.conv_channels, layer_out, cfg.subsampling)
+        # the layer above a pyramidal reduction reads pairs of frames
+        inputs = [2 * layer_out if i and i == cfg.reduce_after else layer_out for i in range(cfg.num_layers)]
         self.rnns = nn.ModuleList(
-            RNNLayer(cfg.rnn_type, layer_out, cfg.hidden_size, cfg.bidirectional)
-            for _ in range(cfg.num_layers)
+            RNNLayer(cfg.rnn_type, n, cfg.hidden_size, cfg.bidirectional) for n in inputs
         )
         self.projections = nn.ModuleList(
             nn.Linear(rnn_out, cfg.projection) if cfg.projection else nn.Identity()
             for _ in range(cfg.num_layers)
         )
-        self.norms = nn.ModuleList(
-            nn.LayerNorm(layer_out) if cfg.layer_norm else nn.Identity() for _ in range(cfg.num_layers)
-        )
+        self.norms = nn.ModuleList(nn.LayerNorm(n) if cfg.layer_norm else nn.Identity() for n in inputs)
         self.dropout = nn.Dropout(cfg.dropout)
         self.output = nn.Linear(layer_out, vocab_size)
 
     def output_length(self, feat_lens: Tensor | int) -> Tensor | int:
-        return conv_output_length(feat_lens, self.subsampling.num_convs)
+        lens = conv_output_length(feat_lens, self.subsampling.num_convs)
+        return lens // 2 if self.cfg.reduce_after else lens
 
-    def layer_outputs(self, feats: Tensor, feat_lens: Tensor) -> tuple[list[Tensor], Tensor]:
+    def layer_outputs(self, feats: Tensor, feat_lens: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """feats (B, T, F), feat_lens (B,) -> each RNN layer's output (B, T', D), after its projection, and
-        out_lens (B,)."""
+        its lengths (B,) (halved above ``model.reduce_after``)."""
         x, lens = self.subsampling(feats, feat_lens)  # (B, T', D)
-        outputs = []
-        for norm, rnn, proj in zip(self.norms, self.rnns, self.projections):
+        outputs, out_lens = [], []
+        for i, (norm, rnn, proj) in enumerate(zip(self.norms, self.rnns, self.projections)):
+            if i and i == self.cfg.reduce_after:
+                x, lens = stack_pairs(x, lens)  # (B, T' / 2, 2D)
             x = proj(rnn(self.dropout(norm(x)), lens))  # (B, T', D)
             outputs.append(x)
-        return outputs, lens
+            out_lens.append(lens)
+        return outputs, out_lens
 
     def log_probs(self, x: Tensor) -> Tensor:
         """The top layer's output (B, T', D) -> CTC log-probabilities (B, T', V), float32."""
@@ -141,7 +152,7 @@ class Encoder(nn.Module):
     def forward(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
         """feats (B, T, F), feat_lens (B,) -> log_probs (B, T', V) float32, out_lens (B,)."""
         outputs, lens = self.layer_outputs(feats, feat_lens)
-        return self.log_probs(outputs[-1]), lens
+        return self.log_probs(outputs[-1]), lens[-1]
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -381,7 +381,9 @@ def results_markdown(cfg: Config, results: Mapping[str, Any]) -> str:
     lines += [
         "",
         f"- model: {m.num_layers}x {'Bi' if m.bidirectional else ''}{m.rnn_type.upper()}-{m.hidden_size}, "
-        f"{m.subsampling}x conv subsampling, {results['parameters'] / 1e6:.2f} M parameters",
+        f"{m.subsampling}x conv subsampling"
+        + (f", layers above {m.reduce_after} at {m.frame_factor}x" if m.reduce_after else "")
+        + f", {results['parameters'] / 1e6:.2f} M parameters",
         f"- training: {results['train_wall_seconds'] / 3600:.2f} h wall-clock on {results['devices']} "
         f"device(s) = {results['device_hours']:.2f} device-hours (this invocation: a resumed run counts from "
         f"its restart), precision {results['precision']}; best checkpoint {results['best_checkpoint']} "

@@ -45,8 +45,22 @@ class ModelConfig:
     dropout: float = 0.1  # between layers
     # A LayerNorm on each RNN layer's input (the subsampling's output, then each layer's)
     layer_norm: bool = False
+    # Pyramidal: after this many RNN layers (0: never), pairs of frames are concatenated, so the layers above
+    # run at half the frame rate (Listen, Attend and Spell's pyramidal BiLSTM)
+    reduce_after: int = 0
 
-    LATER: ClassVar[frozenset[str]] = frozenset({"layer_norm"})  # absent from older model files: the default
+    # absent from older model files: the default
+    LATER: ClassVar[frozenset[str]] = frozenset({"layer_norm", "reduce_after"})
+
+    @property
+    def frame_factor(self) -> int:
+        """Feature frames per output frame: the subsampling, times 2 with the pyramidal reduction."""
+        return self.subsampling * (2 if self.reduce_after else 1)
+
+    @property
+    def min_frames(self) -> int:
+        """The fewest feature frames that yield one output frame (two after the convolutions when reduced)."""
+        return min_conv_input(SUBSAMPLING_CONVS[self.subsampling], 2 if self.reduce_after else 1)
 
 
 def window_samples(cfg: FeatureConfig) -> int:
@@ -73,9 +87,9 @@ def conv_output_length(lens: Any, num_convs: int) -> Any:
     return lens
 
 
-def min_conv_input(num_convs: int) -> int:
-    """The fewest frames that ``num_convs`` subsampling convolutions turn into one."""
-    frames = 1
+def min_conv_input(num_convs: int, outputs: int = 1) -> int:
+    """The fewest frames that ``num_convs`` subsampling convolutions turn into ``outputs`` frames."""
+    frames = outputs
     for _ in range(num_convs):
         frames = (frames - 1) * STRIDE + KERNEL
     return frames
@@ -123,10 +137,16 @@ def check_model(cfg: ModelConfig, n_mels: int, section: str = "model") -> None:
     for name in ("bidirectional", "layer_norm"):
         if not isinstance(getattr(cfg, name), bool):
             raise ConfigError(f"{section}.{name} must be true or false, got {getattr(cfg, name)!r}")
+    reduce = cfg.reduce_after
+    if not isinstance(reduce, int) or isinstance(reduce, bool) or not 0 <= reduce < cfg.num_layers:
+        raise ConfigError(
+            f"{section}.reduce_after must be 0 (never) or a layer below the top one of "
+            f"{section}.num_layers={cfg.num_layers}, got {reduce!r}"
+        )
     dropout = cfg.dropout
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ConfigError(f"{section}.dropout must lie in [0, 1), got {dropout!r}")
-    fewest = min_conv_input(SUBSAMPLING_CONVS[cfg.subsampling])
+    fewest = min_conv_input(SUBSAMPLING_CONVS[cfg.subsampling])  # over frequency: one bin's worth
     if n_mels < fewest:
         raise ConfigError(
             f"{section}.subsampling={cfg.subsampling} needs at least {fewest} mel bins, got {n_mels}"
@@ -200,12 +220,12 @@ class ModelSpec:
     @property
     def min_samples(self) -> int:
         """The shortest input that yields one output frame."""
-        return min_samples(min_conv_input(SUBSAMPLING_CONVS[self.model.subsampling]), self.features)
+        return min_samples(self.model.min_frames, self.features)
 
     @property
     def frame_seconds(self) -> float:
-        """One output frame's duration: the feature hop times the subsampling factor."""
-        return self.features.hop_ms * self.model.subsampling / 1000
+        """One output frame's duration: the feature hop times the frames per output frame."""
+        return self.features.hop_ms * self.model.frame_factor / 1000
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (safe in a ``weights_only`` checkpoint)."""

@@ -4,7 +4,8 @@ Usage:
     python benchmarks/flops.py conf/small.yaml conf/large.yaml
 
 Multiply-adds count as two operations. Counted: the subsampling convolutions and their output projection,
-the RNN layers' input and recurrent matrix products, the optional projections and the output layer.
+the RNN layers' input and recurrent matrix products (at half the rate above ``model.reduce_after``), the
+optional projections and the output layer.
 Not counted: features, element-wise gate arithmetic, the softmax and CTC (all small beside these). One
 training step costs about three forward passes (forward, and backward for inputs and for weights).
 """
@@ -26,7 +27,7 @@ def forward_flops_per_second(cfg: Config, vocab_size: int | None = None) -> dict
     m = cfg.model
     vocab_size = vocab_size or CharTokenizer.english().vocab_size
     frames = 16000 / hop_samples(cfg.features)  # feature frames per second
-    num_convs = {4: 2, 8: 3}[m.subsampling]
+    num_convs = {2: 1, 4: 2, 8: 3}[m.subsampling]
     conv, t, f, c_in = 0.0, frames, cfg.features.n_mels, 1
     for i in range(num_convs):
         t, f = t / 2, conv_output_length(f, 1)  # per-second rate halves; frequency shrinks exactly
@@ -38,10 +39,15 @@ def forward_flops_per_second(cfg: Config, vocab_size: int | None = None) -> dict
     directions = 2 if m.bidirectional else 1
     rnn_out = m.hidden_size * directions
     layer_in = m.projection or rnn_out
-    per_layer = directions * 2 * GATES[m.rnn_type] * m.hidden_size * (layer_in + m.hidden_size) * t
-    if m.projection:
-        per_layer += 2 * rnn_out * m.projection * t
-    return {"conv": conv, "rnn": m.num_layers * per_layer, "output": 2 * layer_in * vocab_size * t}
+    rnn = 0.0
+    for i in range(m.num_layers):
+        if i and i == m.reduce_after:  # pyramidal: pairs of frames from here on
+            t, layer_in = t / 2, 2 * (m.projection or rnn_out)
+        rnn += directions * 2 * GATES[m.rnn_type] * m.hidden_size * (layer_in + m.hidden_size) * t
+        if m.projection:
+            rnn += 2 * rnn_out * m.projection * t
+        layer_in = m.projection or rnn_out
+    return {"conv": conv, "rnn": rnn, "output": 2 * layer_in * vocab_size * t}
 
 
 def main() -> None:

@@ -148,25 +148,31 @@ def test_fit_step_outside_a_trainer_is_the_trainers_step(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(before, stepped.parameters()))  # the poisoned step: skipped
 
 
-def _aux_cfg() -> Config:
-    cfg = Config(model=ModelConfig(hidden_size=16, num_layers=2, conv_channels=4, dropout=0.0))
+def _aux_cfg(reduce_after: int = 0) -> Config:
+    model = ModelConfig(hidden_size=16, num_layers=2, conv_channels=4, dropout=0.0, reduce_after=reduce_after)
+    cfg = Config(model=model)
     cfg.specaug.freq_masks = cfg.specaug.time_masks = 0
     cfg.aux_ctc.layer, cfg.aux_ctc.weight = 1, 0.25
     return cfg
 
 
-def test_auxiliary_ctc_mixes_the_lower_layers_loss_with_the_top_ones():
-    """Intermediate CTC: (1 - w) * top layer's CTC + w * CTC of layer 1 through its own output layer."""
+@pytest.mark.parametrize("reduce_after", [0, 1])
+def test_auxiliary_ctc_mixes_the_lower_layers_loss_with_the_top_ones(reduce_after):
+    """Intermediate CTC: (1 - w) * top layer's CTC + w * CTC of layer 1 through its own output layer, at layer
+    1's frame rate when the layer above it runs at half that rate (pyramidal)."""
     tok = CharTokenizer.english()
-    cfg = _aux_cfg()
+    cfg = _aux_cfg(reduce_after)
     module = _module(cfg, tok)
     plain = CTCModule(module.recognizer, dataclasses.replace(cfg, aux_ctc=AuxCTCConfig()))  # aux off
     batch = _batch(tok, False)
     total = module.train_loss(batch)
     feats, feat_lens = module.recognizer.frontend(batch.waves, batch.wave_lens)
     outputs, out_lens = module.recognizer.encoder.layer_outputs(feats, feat_lens)
+    assert out_lens[1].tolist() == [n // 2 if reduce_after else n for n in out_lens[0].tolist()]
     log_probs = torch.log_softmax(module.aux_output(outputs[0]), dim=-1).transpose(0, 1)
-    aux = torch.nn.functional.ctc_loss(log_probs, batch.targets, out_lens, batch.target_lens, reduction="sum")
+    aux = torch.nn.functional.ctc_loss(
+        log_probs, batch.targets, out_lens[0], batch.target_lens, reduction="sum"
+    )
     expected = 0.75 * plain.train_loss(batch) + 0.25 * aux / batch.target_lens.sum()
     torch.testing.assert_close(total, expected)
     total.backward()

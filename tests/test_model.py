@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from asr.model import Encoder, count_parameters, reverse_padded
+from asr.model import Encoder, count_parameters, reverse_padded, stack_pairs
 from asr.spec import SUBSAMPLING_CONVS, ModelConfig, conv_output_length
 
 
@@ -17,9 +17,17 @@ def test_reverse_padded():
     assert out[:, :, 0].tolist() == [[3, 2, 1, 0], [5, 4, 6, 7]]
 
 
+def test_stack_pairs_concatenates_frame_pairs_and_drops_an_odd_last_frame():
+    x = torch.arange(10.0).reshape(1, 5, 2)
+    out, lens = stack_pairs(x, torch.tensor([5]))
+    assert out.tolist() == [[[0, 1, 2, 3], [4, 5, 6, 7]]] and lens.tolist() == [2]
+
+
 @pytest.mark.parametrize("rnn_type", ["lstm", "gru", "rnn"])
-@pytest.mark.parametrize("projection, layer_norm", [(0, False), (24, False), (0, True)])
-def test_padded_batch_equals_items_one_at_a_time(rnn_type, projection, layer_norm):
+@pytest.mark.parametrize(
+    "projection, layer_norm, reduce_after", [(0, False, 0), (24, False, 0), (0, True, 0), (24, True, 1)]
+)
+def test_padded_batch_equals_items_one_at_a_time(rnn_type, projection, layer_norm, reduce_after):
     torch.manual_seed(0)
     cfg = ModelConfig(
         rnn_type=rnn_type,
@@ -28,6 +36,7 @@ def test_padded_batch_equals_items_one_at_a_time(rnn_type, projection, layer_nor
         conv_channels=4,
         projection=projection,
         layer_norm=layer_norm,
+        reduce_after=reduce_after,
     )
     enc = Encoder(cfg, n_mels=20, vocab_size=7).eval()
     lens = torch.tensor([50, 33, 20])
@@ -35,8 +44,9 @@ def test_padded_batch_equals_items_one_at_a_time(rnn_type, projection, layer_nor
     for i, n in enumerate(lens):
         feats[i, n:] = 1e3  # garbage in the padding must not leak into valid outputs
     log_probs, out_lens = enc(feats, lens)
-    assert log_probs.shape == (3, 11, 7) and log_probs.dtype == torch.float32
-    assert out_lens.tolist() == [11, 7, 4]
+    expected = [5, 3, 2] if reduce_after else [11, 7, 4]  # pyramidal: pairs of the 4x frames
+    assert log_probs.shape == (3, expected[0], 7) and log_probs.dtype == torch.float32
+    assert out_lens.tolist() == expected == enc.output_length(lens).tolist()
     for i, n in enumerate(lens):
         single, single_len = enc(feats[i : i + 1, :n], lens[i : i + 1])
         assert single_len.item() == out_lens[i]

@@ -49,6 +49,12 @@ def test_bad_feature_settings(change, message):
         ({"dropout": -0.1}, r"model.dropout must lie in \[0, 1\)"),
         ({"bidirectional": 1}, "model.bidirectional must be true or false"),
         ({"layer_norm": "yes"}, "model.layer_norm must be true or false"),
+        (
+            {"reduce_after": 3},
+            r"model.reduce_after must be 0 \(never\) or a layer below the top one of model.num_layers=3",
+        ),
+        ({"reduce_after": -1}, "model.reduce_after must be 0"),
+        ({"reduce_after": True}, "model.reduce_after must be 0"),
     ],
 )
 def test_bad_model_settings(change, message):
@@ -93,14 +99,24 @@ def test_bad_specs(change, message):
         ModelSpec.from_dict(d)
 
 
-def test_model_files_from_before_layer_norm_load_without_it():
-    d = ModelSpec(FeatureConfig(), ModelConfig(layer_norm=True), TOKENIZER).to_dict()
-    assert ModelSpec.from_dict(d).model.layer_norm is True
-    del d["model"]["layer_norm"]
-    assert ModelSpec.from_dict(d).model.layer_norm is False
-    d["model"]["layer_norm"] = 1
-    with pytest.raises(ConfigError, match="spec model.layer_norm: expected bool"):
+@pytest.mark.parametrize(("key", "value", "default"), [("layer_norm", True, False), ("reduce_after", 2, 0)])
+def test_model_files_from_before_a_later_setting_load_with_its_default(key, value, default):
+    d = ModelSpec(FeatureConfig(), ModelConfig(**{key: value}), TOKENIZER).to_dict()
+    assert getattr(ModelSpec.from_dict(d).model, key) == value
+    del d["model"][key]
+    assert getattr(ModelSpec.from_dict(d).model, key) == default
+    d["model"][key] = "1"
+    with pytest.raises(ConfigError, match=f"spec model.{key}: expected"):
         ModelSpec.from_dict(d)
+
+
+def test_a_pyramidal_reduction_doubles_the_output_frames_duration_and_the_shortest_input():
+    plain = ModelSpec(FeatureConfig(), ModelConfig(), TOKENIZER)
+    reduced = ModelSpec(FeatureConfig(), ModelConfig(reduce_after=1), TOKENIZER)
+    assert (plain.frame_seconds, reduced.frame_seconds) == (0.04, 0.08)
+    assert (plain.model.min_frames, reduced.model.min_frames) == (7, 11)  # 1 and 2 frames after two convs
+    assert conv_output_length(10, 2) == 1 and conv_output_length(11, 2) == 2
+    assert reduced.min_samples == plain.min_samples + 4 * 160
 
 
 def test_tokenizers_are_rebuilt_by_kind():
