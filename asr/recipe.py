@@ -193,6 +193,26 @@ class Scored:
     tuning_utts: int  # the validation utterances it ran on
 
 
+def _score(
+    transcriber: Transcriber,
+    emitted: Emitted,
+    report_dir: Path,
+    name: str,
+    decoder_name: str,
+    decoder: DecoderConfig | None,
+    processes: int,
+) -> dict[str, Any]:
+    """One set's scores with one decoder, its report written to ``report_dir/<decoder>/<name>.jsonl``."""
+    counts = transcriber.score(emitted, decoder, report_dir / decoder_name / f"{name}.jsonl", processes)
+    row = _row(counts, len(emitted.skipped))
+    print(
+        f"{name} {decoder_name}: WER {row['wer']:.2f}%  CER {row['cer']:.2f}%  "
+        f"({row['words']} words, {row['skipped']} skipped)",
+        flush=True,
+    )
+    return row
+
+
 def score_sets(
     transcriber: Transcriber,
     eval_sets: Mapping[str, str | Path],
@@ -206,7 +226,7 @@ def score_sets(
     ``tune_utts`` utterances of ``val_manifest``; per-utterance reports go to ``report_dir/<decoder>/``.
 
     Each set runs through the model once, one set at a time; when ``val_manifest`` is one of the sets, it
-    goes first and its log-probabilities tune the LM too.
+    goes first and its log-probabilities tune the LM too, after its greedy score is printed.
     """
     order = sorted(eval_sets, key=lambda name: not _same_file(eval_sets[name], val_manifest))
     scored = Scored({}, {}, None, 0)
@@ -221,19 +241,12 @@ def score_sets(
         emitted = transcriber.emit(eval_sets[name])
         for error in emitted.skipped:
             print(f"{name}: skipped: {error}", file=sys.stderr)
+        args = transcriber, emitted, report_dir, name
+        scored.scores[name] = {GREEDY: _score(*args, GREEDY, None, 1)}  # before the LM's tuning (minutes)
         if lm_decoder is not None and scored.tuned is None:
             tune(Emitted(emitted.utterances[:tune_utts], emitted.emissions[:tune_utts], []))
-        decoders = [(GREEDY, None, 1)]
         if scored.tuned is not None:
-            decoders.append((BEAM_LM, scored.tuned.decoder, processes))
-        scored.scores[name] = {}
-        for decoder_name, decoder, procs in decoders:
-            counts = transcriber.score(emitted, decoder, report_dir / decoder_name / f"{name}.jsonl", procs)
-            scored.scores[name][decoder_name] = row = _row(counts, len(emitted.skipped))
-            print(
-                f"{name} {decoder_name}: WER {row['wer']:.2f}%  CER {row['cer']:.2f}%  "
-                f"({row['words']} words, {row['skipped']} skipped)"
-            )
+            scored.scores[name][BEAM_LM] = _score(*args, BEAM_LM, scored.tuned.decoder, processes)
         if emitted.utterances:
             scored.firsts[name] = emitted.utterances[0]
     scored.scores = {name: scored.scores[name] for name in eval_sets}  # the caller's order

@@ -112,10 +112,11 @@ def test_lm_source_settings():
 
 
 def test_driver_runs_each_set_through_the_model_once(
-    trained_model, corpus, tmp_path, monkeypatch, tiny_model
+    trained_model, corpus, tmp_path, monkeypatch, tiny_model, capsys
 ):
-    """The validation set, when it is also an evaluation set, tunes the LM from its own log-probabilities;
-    every set is emitted once whatever the decoders, and results keep the caller's order of sets."""
+    """The validation set, when it is also an evaluation set, tunes the LM from its own log-probabilities,
+    after its greedy score is printed; every set is emitted once whatever the decoders, and results keep the
+    caller's order of sets."""
     exp = tmp_path / "exp"
 
     def trained(cfg):
@@ -128,12 +129,16 @@ def test_driver_runs_each_set_through_the_model_once(
     real_emit = Transcriber.emit
     monkeypatch.setattr(asr.recipe, "train", trained)
     monkeypatch.setattr(Transcriber, "emit", lambda self, m: emitted.append(m) or real_emit(self, m))
+    real_tune = asr.recipe.tune_lm
+    monkeypatch.setattr(asr.recipe, "tune_lm", lambda *a: print("tuning the LM") or real_tune(*a))
     cfg = recipe_config(None, corpus["train"], corpus["dev"], exp, tiny_model)
     sets = {"test": corpus["test"], "dev": corpus["dev"]}
     results = run_recipe(
         cfg, sets, LMSource(order=2), command="python x.py", details={"dev speakers": "a, b"}
     )
     assert emitted == [corpus["dev"], corpus["test"]]
+    out = capsys.readouterr().out
+    assert out.index("dev greedy: WER") < out.index("tuning the LM") < out.index("dev beam_lm: WER")
     check_results(exp, sets, ["greedy", "beam_lm"])
     assert results["best_checkpoint"] == "checkpoints/best.ckpt" and results["selected_by"] == "val/cer"
     assert results["lm"]["tuned_on"] == str(corpus["dev"]) and results["lm"]["tuning_utterances"] == 4
