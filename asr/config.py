@@ -302,6 +302,12 @@ def validate(cfg: Config) -> None:
             f"aux_ctc.layer={cfg.aux_ctc.layer} must be below model.num_layers={cfg.model.num_layers} "
             "(the top layer has the main loss)"
         )
+    reduce = cfg.model.reduce_after
+    if reduce and cfg.aux_ctc.layer > reduce and cfg.data.tokenizer != "char":
+        raise ConfigError(
+            f"aux_ctc.layer={cfg.aux_ctc.layer} is above model.reduce_after={reduce}: its characters would "
+            f"have half the frames; put it at or below layer {reduce}"
+        )
     if cfg.trainer.max_epochs == -1 and cfg.trainer.max_steps == -1:
         raise ConfigError("trainer.max_epochs=-1 and trainer.max_steps=-1: training would never end; set one")
 

@@ -6,7 +6,8 @@ The training config (``asr.config.Config``) embeds the feature and model section
 functions here; a model file stores it beside the spec for provenance only.
 
 Also here: the sample and frame arithmetic those settings imply (window and hop in samples, feature frames,
-the frames left after the convolutional subsampling), shared by the checks, both front ends and the encoder.
+the frames left after the convolutional subsampling and the pyramidal reduction), shared by the checks, both
+front ends and the encoder.
 """
 
 from __future__ import annotations
@@ -228,12 +229,15 @@ class ModelSpec:
         return self.features.hop_ms * self.model.frame_factor / 1000
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (safe in a ``weights_only`` checkpoint)."""
+        """Plain data (safe in a ``weights_only`` checkpoint). A model setting added later (``LATER``) is
+        written only when it differs from its default, so a model that does not use it stays readable by
+        releases from before it."""
+        unused = {k for k in ModelConfig.LATER if getattr(self.model, k) == getattr(ModelConfig, k)}
         return {
             "version": self.version,
             "sample_rate": self.sample_rate,
             "features": asdict(self.features),
-            "model": asdict(self.model),
+            "model": {k: v for k, v in asdict(self.model).items() if k not in unused},
             "tokenizer": self.tokenizer,
             "cmvn": self.cmvn,
         }

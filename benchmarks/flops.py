@@ -17,6 +17,7 @@ import argparse
 from asr.config import Config, load_config
 from asr.features import hop_samples
 from asr.model import KERNEL, conv_output_length
+from asr.spec import SUBSAMPLING_CONVS
 from asr.text import CharTokenizer
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -27,7 +28,7 @@ def forward_flops_per_second(cfg: Config, vocab_size: int | None = None) -> dict
     m = cfg.model
     vocab_size = vocab_size or CharTokenizer.english().vocab_size
     frames = 16000 / hop_samples(cfg.features)  # feature frames per second
-    num_convs = {2: 1, 4: 2, 8: 3}[m.subsampling]
+    num_convs = SUBSAMPLING_CONVS[m.subsampling]
     conv, t, f, c_in = 0.0, frames, cfg.features.n_mels, 1
     for i in range(num_convs):
         t, f = t / 2, conv_output_length(f, 1)  # per-second rate halves; frequency shrinks exactly

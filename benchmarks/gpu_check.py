@@ -64,6 +64,7 @@ from asr.data import AsrDataModule, Batch, collate
 from asr.inference import Transcriber
 from asr.lightning import CTCModule, build_optimizer
 from asr.manifest import write_manifest
+from asr.model import stack_pairs
 from asr.recognizer import Recognizer
 from asr.spec import ModelSpec
 from asr.text import CharTokenizer
@@ -423,9 +424,12 @@ def rnn_tflops(cfg: Config, batch: int, seconds: float) -> float:
 
     def step() -> None:
         with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
-            y = x
-            for rnn, proj in zip(encoder.rnns, encoder.projections):
-                y = proj(rnn(y, lens))
+            y, y_lens = x, lens
+            layers = zip(encoder.norms, encoder.rnns, encoder.projections)
+            for i, (norm, rnn, proj) in enumerate(layers):
+                if i and i == cfg.model.reduce_after:  # pyramidal: pairs of frames from here on
+                    y, y_lens = stack_pairs(y, y_lens)
+                y = proj(rnn(norm(y), y_lens))
         y.float().sum().backward()
 
     flops = 3 * forward_flops_per_second(cfg)["rnn"] * float(lens.sum()) / 25

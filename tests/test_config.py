@@ -30,6 +30,8 @@ def test_defaults_yaml_and_overrides(tmp_path):
         ["optim.final_lr_ratio=0", "optim.final_lr_ratio=1", "optim.warmup_steps=0"],
         ["data.min_duration=0", "data.max_duration=.inf", "specaug.freq_masks=0"],
         ["trainer.precision=16-mixed", "trainer.accelerator=cpu"],
+        ["data.tokenizer=sentencepiece", "model.num_layers=4", "model.reduce_after=2", "aux_ctc.layer=2"],
+        ["model.num_layers=4", "model.reduce_after=2", "aux_ctc.layer=3"],  # characters on both: same units
     ],
 )
 def test_valid_edge_values_accepted(overrides):
@@ -94,6 +96,10 @@ INVALID = [
     (["model.subsampling=3"], "subsampling"),
     (["aux_ctc.layer=-1"], "aux_ctc.layer"),
     (["model.num_layers=3", "aux_ctc.layer=3"], "aux_ctc.layer"),
+    (
+        ["data.tokenizer=sentencepiece", "model.num_layers=4", "model.reduce_after=2", "aux_ctc.layer=3"],
+        "aux_ctc.layer=3 is above model.reduce_after=2",
+    ),
     (["aux_ctc.weight=0"], "aux_ctc.weight"),
     (["aux_ctc.weight=1"], "aux_ctc.weight"),
     (["features.hop_ms=0"], "features.hop_ms"),

@@ -110,6 +110,16 @@ def test_model_files_from_before_a_later_setting_load_with_its_default(key, valu
         ModelSpec.from_dict(d)
 
 
+def test_settings_added_later_are_written_only_when_used():
+    """A model without them stays readable by releases from before them."""
+    assert set(ModelSpec(FeatureConfig(), ModelConfig(), TOKENIZER).to_dict()["model"]) == {
+        "rnn_type", "subsampling", "conv_channels", "hidden_size", "num_layers", "bidirectional",
+        "projection", "dropout",
+    }  # fmt: skip
+    used = ModelSpec(FeatureConfig(), ModelConfig(layer_norm=True, reduce_after=1), TOKENIZER).to_dict()
+    assert used["model"]["layer_norm"] is True and used["model"]["reduce_after"] == 1
+
+
 def test_a_pyramidal_reduction_doubles_the_output_frames_duration_and_the_shortest_input():
     plain = ModelSpec(FeatureConfig(), ModelConfig(), TOKENIZER)
     reduced = ModelSpec(FeatureConfig(), ModelConfig(reduce_after=1), TOKENIZER)
