@@ -82,7 +82,8 @@ def plot_curves(exp_dirs: Sequence[str | Path], out: str | Path) -> Path:
         raise UsageError("give at least one experiment folder")
     plt = _pyplot()
     runs = {str(d): read_curves(d) for d in exp_dirs}
-    refuse_overwrite(out, [p for d in exp_dirs for p in Path(d).rglob("*") if p.is_file()])
+    # the inputs are the event files: a run's own curves.png beside them is an output, replaced on a rerun
+    refuse_overwrite(out, [p for d in exp_dirs for p in (Path(d) / "tensorboard").rglob("*") if p.is_file()])
     fig, axes = plt.subplots(len(CURVES), 2, figsize=(11, 9), sharex="col", squeeze=False)
     for row, (tag, label) in enumerate(CURVES):
         for name, curves in runs.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,20 @@ def test_curves_of_a_real_run(trained_model, tmp_path):
     assert np.all(np.diff(loss.minutes) >= 0) and np.all(np.isfinite(loss.values))
     out = plot_curves([exp, exp], tmp_path / "curves.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_curves_replace_their_own_png_but_never_an_event_file(trained_model, tmp_path):
+    from asr.errors import OutputError
+
+    exp = tmp_path / "exp"
+    shutil.copytree(trained_model.parent.parent / "tensorboard", exp / "tensorboard")
+    first = plot_curves([exp], exp / "curves.png").read_bytes()
+    assert plot_curves([exp], exp / "curves.png").read_bytes()[:8] == first[:8] == b"\x89PNG\r\n\x1a\n"
+    event = next(p for p in (exp / "tensorboard").rglob("*") if p.is_file())
+    before = event.read_bytes()
+    with pytest.raises(OutputError, match="refusing to overwrite the input"):
+        plot_curves([exp], event)
+    assert event.read_bytes() == before
 
 
 def test_a_folder_that_is_not_a_run(tmp_path):

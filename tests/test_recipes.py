@@ -66,20 +66,28 @@ def test_synthetic_demo_from_another_folder(tmp_path, tiny_model):
     assert (tmp_path / "exp" / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_an4_recipe_on_a_fake_tree(tmp_path, tiny_model):
+def test_an4_recipe_on_a_fake_tree_and_its_rerun(tmp_path, tiny_model):
+    """The same command run again resumes in its EXP_DIR and replaces the outputs, curves.png too."""
     make_an4(tmp_path / "an4")
-    out = run(
-        "recipes/an4/train.py",
+    command = [
         *("--data-dir", str(tmp_path / "an4"), "--out-dir", str(tmp_path / "data")),
         *("--exp-dir", str(tmp_path / "exp"), "--lm-order", "0"),
         *tiny_model,
-        "trainer.max_epochs=1",
         "data.min_duration=0.0",
-    )
+    ]
+    out = run("recipes/an4/train.py", *command, "trainer.max_epochs=1")
     assert out.returncode == 0, out.stderr[-3000:]
     results = check_results(tmp_path / "exp", {"test": tmp_path / "data/test.jsonl"}, ["greedy"])
     assert results["scores"]["test"]["greedy"]["words"] == 3  # "NO", "ENTER SIX"
     assert results["lm"] is None
+    curves = (tmp_path / "exp" / "curves.png").stat().st_mtime_ns
+    out = run("recipes/an4/train.py", *command, "trainer.max_epochs=2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (
+        "max_epochs=2"
+        in check_results(tmp_path / "exp", {"test": tmp_path / "data/test.jsonl"}, ["greedy"])["command"]
+    )
+    assert (tmp_path / "exp" / "curves.png").stat().st_mtime_ns > curves
 
 
 def test_an4_recipe_errors_are_one_line_with_their_exit_code(tmp_path):
