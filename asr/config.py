@@ -80,6 +80,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     warmup_steps: int = 300
     final_lr_ratio: float = 0.02  # cosine decay from lr to lr * final_lr_ratio at the last step
+    hold_fraction: float = 0.0  # share of the steps after warm-up held at the peak before the decay starts
     grad_clip: float = 5.0
 
 
@@ -257,6 +258,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("optim.betas", lambda v: all(_finite(b) and 0 <= b < 1 for b in v), "two numbers in [0, 1)"),
     ("optim.warmup_steps", lambda v: v >= 0, ">= 0"),
     ("optim.final_lr_ratio", lambda v: _finite(v) and 0 <= v <= 1, "a ratio in [0, 1]"),
+    ("optim.hold_fraction", lambda v: _finite(v) and 0 <= v < 1, "a share in [0, 1)"),
     ("optim.grad_clip", lambda v: _finite(v) and v > 0, "a gradient norm > 0"),
     ("trainer.max_epochs", lambda v: v == -1 or v >= 1, ">= 1 (or -1: no limit, with trainer.max_steps)"),
     ("trainer.max_steps", lambda v: v == -1 or v >= 1, ">= 1 (or -1: no limit)"),

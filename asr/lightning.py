@@ -26,11 +26,15 @@ from asr.text import BLANK_ID, Tokenizer
 log = logging.getLogger(__name__)
 
 
-def warmup_cosine(step: int, warmup: int, total: int, final_ratio: float) -> float:
-    """Learning-rate multiplier: linear warm-up to 1, then cosine decay to ``final_ratio`` at ``total``."""
+def warmup_cosine(step: int, warmup: int, total: int, final_ratio: float, hold: int = 0) -> float:
+    """Learning-rate multiplier: linear warm-up to 1, held at 1 for ``hold`` steps, then cosine decay to
+    ``final_ratio`` at ``total`` (warm-up, stable, decay when ``hold`` > 0)."""
     if step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    start = warmup + hold
+    if step < start:
+        return 1.0
+    progress = min(1.0, (step - start) / max(1, total - start))
     return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -263,8 +267,9 @@ class CTCModule(pl.LightningModule):
         optimizer = build_optimizer(self, o)
         total = int(self.trainer.estimated_stepping_batches)
         warmup = min(o.warmup_steps, max(1, total // 5))
+        hold = int(o.hold_fraction * (total - warmup))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, warmup, total, o.final_lr_ratio)
+            optimizer, lambda step: warmup_cosine(step, warmup, total, o.final_lr_ratio, hold)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -27,6 +27,37 @@ def test_warmup_cosine():
     assert warmup_cosine(500, 10, 100, 0.1) == pytest.approx(0.1)
 
 
+def test_warmup_stable_decay():
+    """With a hold the peak lasts ``hold`` steps after warm-up; the decay then runs its whole cosine."""
+    assert warmup_cosine(9, 10, 100, 0.1, hold=50) == pytest.approx(1.0)
+    assert warmup_cosine(59, 10, 100, 0.1, hold=50) == pytest.approx(1.0)
+    assert warmup_cosine(60, 10, 100, 0.1, hold=50) == pytest.approx(1.0)
+    assert warmup_cosine(80, 10, 100, 0.1, hold=50) == pytest.approx(0.55)
+    assert warmup_cosine(100, 10, 100, 0.1, hold=50) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("hold_fraction", [0.0, 0.5])
+def test_the_trainers_schedule_holds_the_peak_for_its_share(tmp_path, hold_fraction):
+    """5 steps, 1 of warm-up: holding half of the other 4 keeps the peak 2 steps longer than the cosine."""
+    tok = CharTokenizer.english()
+    cfg = _cfg()
+    cfg.optim.warmup_steps = 1
+    cfg.optim.hold_fraction = hold_fraction
+    lrs = []
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    module = _module(cfg, tok)
+    _trainer(tmp_path, callbacks=[Record()]).fit(
+        module, DataLoader([_batch(tok, False)] * 5, batch_size=None)
+    )
+    expected = [warmup_cosine(s, 1, 5, cfg.optim.final_lr_ratio, int(hold_fraction * 4)) for s in range(5)]
+    assert lrs == pytest.approx([cfg.optim.lr * m for m in expected])
+    assert sum(m == 1.0 for m in expected) == (4 if hold_fraction else 2)
+
+
 def _batch(tok: CharTokenizer, poison: bool) -> Batch:
     waves = torch.randn(2, 16000) * 0.1
     if poison:
