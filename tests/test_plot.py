@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from asr.errors import DataError
+from asr.errors import DataError, OutputError
 from asr.plot import plot_curves, read_curves
 
 
@@ -23,8 +23,6 @@ def test_curves_of_a_real_run(trained_model, tmp_path):
 
 
 def test_curves_replace_their_own_png_but_never_an_event_file(trained_model, tmp_path):
-    from asr.errors import OutputError
-
     exp = tmp_path / "exp"
     shutil.copytree(trained_model.parent.parent / "tensorboard", exp / "tensorboard")
     first = plot_curves([exp], exp / "curves.png").read_bytes()
