@@ -9,8 +9,9 @@ Usage:
 
 Without ``--batch-seconds``: "ours" is the full Lightning training loop (data loading, features, SpecAugment,
 model, CTC loss, AdamW), measured over the second and later epochs. "bare" is the baseline the targets quote:
-a fused 3-layer BiLSTM step (nn.LSTM, padded, no features, no loader) on batches of the same shape, measured
-in the same process. Peak resident memory is reported for the whole process.
+a fused BiLSTM step of the config's width, depth, subsampling and pyramidal reduction (nn.LSTM, padded, no
+features, no loader) on batches of the same shape, measured in the same process. Peak resident memory is
+reported for the whole process.
 
 With ``--batch-seconds B ...`` (alone: 60 120 200 300): for each budget ``data.max_batch_seconds=B``, the same
 training loop (``asr.train.train``; its loader workers, shuffled duration buckets, checkpoint at each epoch
@@ -46,6 +47,7 @@ from asr.config import load_config
 from asr.corpora.an4 import prepare_an4
 from asr.data import Batch
 from asr.manifest import read_manifest, write_manifest
+from asr.spec import ModelConfig
 from asr.synth import make_corpus
 from asr.train import resolve_precision, train
 
@@ -97,17 +99,30 @@ def ours(config: str, manifest: Path, precision: str, epochs: int, workers: int,
     return statistics.median(speeds[1:])
 
 
-def bare(hidden: int, layers: int, batch: int, seconds: float, bf16: bool, repeats: int = 5) -> float:
-    """Audio-seconds per second of a bare fused BiLSTM forward+backward+AdamW step at 4x subsampling."""
-    frames = int(seconds * 25)  # 100 frames/s after 4x subsampling
-    lstm = torch.nn.LSTM(2 * hidden, hidden, num_layers=layers, bidirectional=True, batch_first=True)
-    opt = torch.optim.AdamW(lstm.parameters())
-    x = torch.randn(batch, frames, 2 * hidden)
+def bare(model: ModelConfig, batch: int, seconds: float, bf16: bool, repeats: int = 5) -> float:
+    """Audio-seconds per second of a bare fused BiLSTM forward+backward+AdamW step of ``model``'s width,
+    depth, subsampling and pyramidal reduction (the layers above ``reduce_after`` read pairs of frames)."""
+    frames = int(seconds * 100) // model.subsampling  # 100 feature frames a second
+    below = model.reduce_after or model.num_layers
+    stacks = [
+        torch.nn.LSTM(2 * model.hidden_size, model.hidden_size, below, batch_first=True, bidirectional=True)
+    ]
+    if below < model.num_layers:
+        above = model.num_layers - below
+        stacks.append(
+            torch.nn.LSTM(
+                4 * model.hidden_size, model.hidden_size, above, batch_first=True, bidirectional=True
+            )
+        )
+    opt = torch.optim.AdamW([p for lstm in stacks for p in lstm.parameters()])
+    x = torch.randn(batch, frames, 2 * model.hidden_size)
     times = []
     for _ in range(repeats + 1):
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            y, _ = lstm(x)
+            y, _ = stacks[0](x)
+            if len(stacks) > 1:
+                y, _ = stacks[1](y[:, : y.shape[1] // 2 * 2].reshape(batch, -1, 4 * model.hidden_size))
         y.float().square().mean().backward()
         opt.step()
         opt.zero_grad()
@@ -128,7 +143,7 @@ def precision_table(args: argparse.Namespace, manifest: Path, work: Path) -> Non
     print(f"{'precision':<12}{'ours a-s/s':>12}{'bare a-s/s':>12}{'ours/bare':>11}")
     for precision, bf16 in (("32-true", False), ("bf16-mixed", True)):
         speed = ours(args.config, manifest, precision, args.epochs, args.workers, work / precision)
-        base = bare(cfg.model.hidden_size, cfg.model.num_layers, batch, mean_dur, bf16)
+        base = bare(cfg.model, batch, mean_dur, bf16)
         print(f"{precision:<12}{speed:>12.0f}{base:>12.0f}{speed / base:>11.2f}", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory: {peak:.0f} MiB")
