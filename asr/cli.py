@@ -403,12 +403,8 @@ def _serve(args: argparse.Namespace) -> int:
         beam=beam,
     )
     transcriber = Transcriber.load(path, args.device)
-    if args.lm:
-        from asr.decoding import DecodePool
-
-        with DecodePool(transcriber.tokenizer) as pool:
-            pool.prepare(beam)  # a bad LM or lexicon fails now, not at the first request
-    serve(create_app(transcriber, settings), args.host, args.port)
+    app = create_app(transcriber, settings)  # a bad LM or lexicon fails now, not at the first request
+    serve(app, args.host, args.port)
     return 0
 
 

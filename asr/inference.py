@@ -11,7 +11,8 @@ inputs up to ``window_s`` seconds are sorted by length and run through the model
 (:func:`asr.batching.pack_sorted`), while a reader thread loads the next chunk of files; longer ones are run
 one at a time in overlapping windows (:mod:`asr.longform`), so memory stays bounded whatever the length.
 Greedy search reduces each batch where it was computed (only the best path leaves the device); beam search
-runs over a :class:`asr.decoding.DecodePool`. Words are timed by forced alignment
+runs over a :class:`asr.decoding.DecodePool`; the beam searches of the last ``BEAMS_KEPT`` configs (LM
+loaded, lexicon trie smeared) are kept for later calls. Words are timed by forced alignment
 (:func:`asr.timing.align_words`).
 
 Two backends give the log-probabilities: :class:`asr.recognizer.Recognizer` (torch, for ``.pt``/``.ckpt``
@@ -33,7 +34,7 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio, stream_audio
 from asr.batching import MAX_BATCH_SECONDS, gather_emissions, unpad
-from asr.decoding import DecodePool, DecoderConfig, Emission, Hypothesis
+from asr.decoding import BeamCache, DecodePool, DecoderConfig, Emission, Hypothesis
 from asr.decoding.greedy import greedy_hypotheses
 from asr.errors import AudioFailure, DataError, UsageError, first_line
 from asr.longform import OVERLAP_S, WINDOW_S, WINDOWS_PER_BATCH, Window, owned_words, window_plan, windows
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 64  # files read ahead together by the reader thread
+BEAMS_KEPT = 2  # beam searches a Transcriber keeps for later calls, each with its own LM in memory
 Input = str | Path | np.ndarray
 
 
@@ -155,6 +157,7 @@ class Transcriber:
         self.spec: ModelSpec = recognizer.spec
         self.tokenizer: Tokenizer = recognizer.tokenizer
         self.max_batch_seconds = max_batch_seconds
+        self.beams = BeamCache(self.tokenizer, BEAMS_KEPT)  # built here; worker processes build their own
 
     @classmethod
     def load(cls, model: str | Path | None = None, device: str | torch.device = "cpu") -> Transcriber:
@@ -169,6 +172,16 @@ class Transcriber:
         from asr.checkpoint import load_recognizer
 
         return cls(load_recognizer(path, resolve_device(device)))
+
+    def prepare(self, decoder: DecoderConfig) -> None:
+        """Build ``decoder``'s beam search now and keep it for later calls: :class:`asr.decoding.DecoderError`
+        for an LM or lexicon that cannot be used, before any work (a server's at its start)."""
+        with self._pool(1) as pool:
+            pool.prepare(decoder)
+
+    def _pool(self, processes: int) -> DecodePool:
+        """A decode pool whose beam searches in this process come from, and stay in, :attr:`beams`."""
+        return DecodePool(self.tokenizer, processes, self.beams)
 
     def emissions(self, waves: Sequence[np.ndarray]) -> list[Emission]:
         """Each waveform's (T', V) float32 log-probabilities on the CPU and T' (for beam search, scoring)."""
@@ -213,12 +226,12 @@ class Transcriber:
     ) -> list[Transcript]:
         """Transcripts of audio paths or waveforms, in order; an unreadable input gets its one-line error.
 
-        ``decoder`` defaults to greedy; beam search runs over ``processes`` worker processes. With
-        ``timestamps`` each transcript carries its timed words. Inputs longer than ``window_s`` are read and
-        decoded in windows overlapping by ``overlap_s`` (:mod:`asr.longform`). ``progress`` is called with
-        the number of inputs finished, as they finish. Raises :class:`UsageError` for windows that make no
-        sense and :class:`asr.decoding.DecoderError` for a decoder that cannot be built, before any audio is
-        read.
+        ``decoder`` defaults to greedy; beam search runs over ``processes`` worker processes (with one, in
+        this process, on the beam search kept from an earlier call with an equal config). With ``timestamps``
+        each transcript carries its timed words. Inputs longer than ``window_s`` are read and decoded in
+        windows overlapping by ``overlap_s`` (:mod:`asr.longform`). ``progress`` is called with the number of
+        inputs finished, as they finish. Raises :class:`UsageError` for windows that make no sense and
+        :class:`asr.decoding.DecoderError` for a decoder that cannot be built, before any audio is read.
         """
         out: list[Transcript | None] = [None] * len(inputs)
         for i, transcript in self.stream(
@@ -248,7 +261,7 @@ class Transcriber:
         first, then the others by length."""
         window, hop = window_plan(window_s, overlap_s, self.recognizer.min_samples)
         decoder = decoder or DecoderConfig()
-        with DecodePool(self.tokenizer, processes) as pool:
+        with self._pool(processes) as pool:
             pool.prepare(decoder)
             names: list[str] = []
             lengths: dict[int, int] = {}  # samples (estimated from the header for paths)
@@ -306,8 +319,10 @@ class Transcriber:
                     timed = [ws or [] for _, ws in self._decode(log_probs, lens, decoder, pool, True)]
                     words += owned_words(batch, timed, overlap)
                     batch = []
-        except (AudioError, UnicodeError, ValueError) as e:
-            return Transcript(name, None, _unreadable(str(item), e))
+        except (AudioError, UnicodeError) as e:  # reading the file
+            return Transcript(name, None, _unreadable(name, e))
+        except ValueError as e:  # a window whose output cannot be decoded or timed
+            return Transcript(name, None, f"{name}: cannot transcribe ({first_line(e)})")
         return Transcript(name, " ".join(w.text for w in words), words=words)
 
     def emit(
@@ -340,7 +355,7 @@ class Transcriber:
     ) -> ErrorCounts:
         """Decode emitted utterances and score them: corpus WER/CER counts. ``report`` gets one JSON line per
         utterance (reference, hypothesis, errors)."""
-        with DecodePool(self.tokenizer, processes) as pool:
+        with self._pool(processes) as pool:
             return self._score(emitted, decoder or DecoderConfig(), report, pool)
 
     def _score(
@@ -372,7 +387,7 @@ class Transcriber:
         if report is not None and isinstance(manifest, (str, Path)):
             refuse_overwrite(report, [manifest])
         decoder = decoder or DecoderConfig()
-        with DecodePool(self.tokenizer, processes) as pool:
+        with self._pool(processes) as pool:
             pool.prepare(decoder)
             emitted = self.emit(manifest, progress)
             for line in emitted.skipped:

@@ -12,8 +12,9 @@ Algorithm (run by :meth:`asr.inference.Transcriber.transcribe` for inputs longer
    window's start.
 4. Merge (:func:`owned_words`): each window *owns* the span from ``start + overlap/2`` to
    ``end - overlap/2`` (the first window from 0, the last to the end). The owned spans tile the audio without
-   gap or overlap, and a word is kept only from the window that owns its midpoint, so no word is lost or
-   doubled at a boundary.
+   gap or overlap, and each window keeps only the words whose midpoint, as it times them, lies in its span:
+   a word its windows time alike is kept once, but one whose midpoint two windows place on different sides
+   of a boundary is dropped or doubled.
 
 This module imports no torch, so the ``asr`` command's ``--help`` can show its defaults quickly.
 

@@ -10,6 +10,7 @@ from test_checkpoint import legacy_waves
 
 import asr
 from asr.decoding import DecoderConfig
+from asr.decoding.beam import BeamSearch
 from asr.errors import AudioFailure, DataError, OutputError, UsageError
 from asr.inference import Transcriber, resolve_device
 from asr.manifest import read_manifest, write_manifest
@@ -103,3 +104,30 @@ def test_bad_waveforms_get_their_one_line_error(model):
         "<waveform 0>: no samples",
         "<waveform 1>: contains NaN or infinite samples",
     ]
+
+
+def test_beam_search_is_built_once_per_config_across_calls(model, monkeypatch):
+    built = []
+
+    class Counted(BeamSearch):  # each construction loads the LM and builds the lexicon's trie
+        def __init__(self, tokenizer, config):
+            built.append(config)
+            super().__init__(tokenizer, config)
+
+    monkeypatch.setattr("asr.decoding.pool.BeamSearch", Counted)
+    fresh = Transcriber(model.recognizer)  # a cache of its own
+    a, b, c = (DecoderConfig("beam", beam_size=n) for n in (4, 5, 6))
+    for config in (a, a, b, a, c, a, b):
+        fresh.transcribe(legacy_waves()[:1], config)
+    assert built == [a, b, c, b]  # the last two configs kept: c evicts b, b then evicts c
+
+
+def test_a_long_waveform_that_cannot_be_timed_gets_its_name_and_the_reason(model, monkeypatch):
+    reason = "cannot align 9 tokens to log_probs of shape (3, 29)"
+
+    def unalignable(*args):
+        raise ValueError(reason)
+
+    monkeypatch.setattr("asr.inference.align_words", unalignable)
+    (result,) = model.transcribe([legacy_waves()[2]], window_s=1.0, overlap_s=0.25)  # 1.7 s: windowed
+    assert result.error == f"<waveform 0>: cannot transcribe ({reason})"

@@ -141,6 +141,25 @@ def test_a_character_lexicon_is_respelled_in_pieces_and_constrains_the_words(pie
     assert all(set(t.split()) <= {"the", "cat", "cut", "dot"} for t in texts)
 
 
+def test_a_lexicon_word_may_hold_its_last_piece_over_frames(pieces, tmp_path):
+    # CTC may hold a word's last piece ("e" of "▁ t h e") over frames, then a blank or the utterance's end;
+    # the lexicon search must follow that best path at its full score, as it does the word-internal pieces
+    write_lexicon(tmp_path / "lexicon.txt", ["the", "cat", "sat"])
+    spec = []
+    for word in ("the", "cat", "sat"):
+        ids = pieces.spell(word)
+        spec += [{pieces.symbols[i]: 0.98} for i in ids] + [{pieces.symbols[ids[-1]]: 0.98}, {"_": 0.98}]
+    spec.pop()  # the last word's last piece is held to the end
+    lp = frames(pieces, spec)
+    best = float(lp.max(-1).values.sum())
+    with DecodePool(pieces) as pool:
+        (hyps,) = pool.decode(
+            DecoderConfig(kind="beam", lexicon=str(tmp_path / "lexicon.txt")), [(lp.numpy(), len(spec))]
+        )
+    assert hyps[0].text == "the cat sat"
+    assert hyps[0].score == pytest.approx(best, abs=1e-3)
+
+
 def test_a_hotword_made_of_pieces_flips_the_decision(pieces):
     spec = spelled(pieces, "the c") + [{"at": 0.55, "u": 0.45}, {"_": 0.55, "t": 0.45}]
     assert _beam(pieces, DecoderConfig(kind="beam"), spec)[0] == "the cat"

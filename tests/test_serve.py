@@ -12,16 +12,29 @@ import numpy as np
 import openai
 import pytest
 import soundfile as sf
+from test_checkpoint import legacy_waves
 
 import asr
+from asr.cli import main
+from asr.decoding import DecoderConfig, DecoderError
+from asr.errors import EXIT_USAGE
+from asr.inference import Transcriber
 from asr.manifest import read_manifest
 from asr.serve.app import ServeSettings, create_app
 from asr.serve.runner import background
+
+LEGACY = Path(__file__).parent / "data" / "legacy_model.pt"
 
 
 @pytest.fixture(scope="module")
 def transcriber(trained_model):
     return asr.load_model(trained_model)
+
+
+@pytest.fixture(scope="module")
+def legacy() -> Transcriber:
+    """The small character model of tests/data, for tests that need no trained model."""
+    return asr.load_model(LEGACY)
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +206,33 @@ def test_uploads_leave_no_temporary_files(transcriber, files, tmp_path, monkeypa
         for body in (files[0].read_bytes(), b"not audio"):
             httpx.post(f"{url}/v1/audio/transcriptions", files={"file": ("a.wav", io.BytesIO(body))})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_hotword_the_model_cannot_spell_is_400_with_the_cli_message(legacy, tmp_path):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, legacy_waves()[0], 16000)
+    with pytest.raises(DecoderError) as cli:
+        legacy.transcribe([wav], DecoderConfig("beam", hotwords=(("2024", 3.0),)))
+    with background(create_app(legacy)) as url, wav.open("rb") as f:
+        r = httpx.post(
+            f"{url}/v1/asr/transcriptions",
+            files={"file": f},
+            data={"decoder": "beam", "hotword": ["yes", "2024:2"]},
+            timeout=60,
+        )
+    assert r.status_code == 400
+    message = r.json()["error"]["message"]
+    assert message == str(cli.value) == "hotword '2024': has characters the model cannot spell"
+
+
+def test_a_beam_setting_that_cannot_be_used_stops_the_server_at_start(legacy, tmp_path, monkeypatch, capsys):
+    missing = tmp_path / "missing.txt"  # a lexicon without --lm: nothing else would read it before a request
+    with pytest.raises(DecoderError, match="missing.txt: cannot read the lexicon"):
+        create_app(legacy, ServeSettings(beam=DecoderConfig("beam", lexicon=str(missing))))
+    monkeypatch.setattr(
+        "asr.serve.runner.serve", lambda *args: pytest.fail("served a lexicon it cannot read")
+    )
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")  # set by asr serve
+    assert main(["serve", "--model", str(LEGACY), "--lexicon", str(missing)]) == EXIT_USAGE
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"error: {missing}: cannot read the lexicon (")

@@ -2,8 +2,12 @@
 
 Token ids are shared with flashlight: our blank (id 0) is its blank, the tokenizer's word separator its
 ``|``, every other id a token. A tokenizer without a separator (word-start pieces) gets a ``|`` after its
-last id whose log-probability is always -inf: flashlight needs one, and it never fires. :class:`DecoderConfig`
-chooses how words are formed:
+last id: flashlight needs one. Lexicon-free, its log-probability is -inf and it never fires. With a lexicon,
+flashlight ends a word on its last token and goes back to the trie's root, where holding a token over more
+frames means repeating ``|``, not the word's last piece: so each word is spelled twice, ending on its last
+piece (the next word may follow at once) and with a ``|`` after it that scores as the blank (the last piece
+may be held over frames first), and only a held last piece right before the next word pays a blank's score.
+:class:`DecoderConfig` chooses how words are formed:
 
 - lexicon: only words of a ``lexicon`` file, or with an ARPA ``lm`` alone the LM's unigrams, each spelled by
   the tokenizer (then ``|`` where the tokenizer has a separator);
@@ -44,7 +48,7 @@ from flashlight.lib.text.dictionary import Dictionary
 
 from asr.batching import to_numpy
 from asr.decoding.config import DecoderConfig, DecoderError, Hypothesis
-from asr.decoding.hotwords import WordScorer
+from asr.decoding.hotwords import WordScorer, check_hotwords
 from asr.decoding.lexicon import SENTENCE_MARKS, SEPARATOR, UNK, arpa_unigrams, read_lexicon
 from asr.text import BLANK, BLANK_ID, Tokenizer, TokenizerError
 
@@ -95,11 +99,8 @@ class BeamSearch:
         """The lexicon to search with (None: lexicon-free), hotwords added, without spellings using unknown
         tokens."""
         config = self.config
-        hotwords = {}
-        for word, _ in config.hotwords:
-            hotwords[word] = self._spell(word, symbols)
-            if hotwords[word] is None:
-                raise DecoderError(f"hotword {word!r}: has characters the model cannot spell")
+        check_hotwords(self.tokenizer, config.hotwords)
+        hotwords = {word: self._spell(word, symbols) for word, _ in config.hotwords}
         if config.lexicon is not None:
             lexicon = read_lexicon(config.lexicon)
             if self.virtual_separator:  # a lexicon file spells in characters: respell its words in pieces
@@ -157,7 +158,10 @@ class BeamSearch:
             word_id = words.get_index(word)
             _, score = lm.score(start, word_id)
             for spelling in spellings:
-                trie.insert([tokens.get_index(t) for t in spelling], word_id, score)
+                ids = [tokens.get_index(t) for t in spelling]
+                trie.insert(ids, word_id, score)
+                if self.virtual_separator:  # the same word, with a held last piece (module docstring)
+                    trie.insert([*ids, separator], word_id, score)
         trie.smear(SmearingMode.MAX)
         options = LexiconDecoderOptions(
             lm_weight=lm_weight, word_score=config.word_score, unk_score=float("-inf"), **beam
@@ -168,10 +172,15 @@ class BeamSearch:
         """log_probs (T, V) of one utterance's valid frames (a NumPy array or a torch tensor) -> up to
         ``nbest`` hypotheses, best first."""
         rows = to_numpy(log_probs).astype(np.float32, copy=False)
-        if self.virtual_separator:  # flashlight's separator, after our last id: never emitted
-            rows = np.concatenate([rows, np.full((len(rows), 1), -np.inf, dtype=np.float32)], axis=1)
-        elif self.lexicon is not None:
-            # Lexicon words end with the separator, which our model does not emit after the last word:
+        if self.virtual_separator:  # flashlight's separator, after our last id: the blank, or never emitted
+            sep = (
+                rows[:, BLANK_ID : BLANK_ID + 1]
+                if self.lexicon is not None
+                else np.full_like(rows[:, :1], -np.inf)
+            )
+            rows = np.concatenate([rows, sep], axis=1)
+        if self.lexicon is not None:
+            # Lexicon words can end with the separator, which our model does not emit after the last word:
             # one more frame allowing only the separator or blank lets the last word end.
             end = np.full((1, rows.shape[1]), -np.inf, dtype=np.float32)
             end[0, [BLANK_ID, self.separator]] = 0.0

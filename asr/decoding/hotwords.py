@@ -5,19 +5,30 @@ flashlight has no hotword option, but a Python subclass of its LM can stand in f
 hotword gains its bonus each time a hypothesis completes it; with a lexicon, flashlight's lookahead (the trie
 smeared with each word's score) favours it too. This Python scoring is slower than flashlight's own KenLM, so
 it is used only when needed: with hotwords, and for a word LM lexicon-free.
+
+:func:`check_hotwords` refuses a hotword the model cannot spell, as beam search does, without building one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from flashlight.lib.text.decoder import LM, LMState
 from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary
 
-from asr.decoding.config import DecoderConfig
+from asr.decoding.config import DecoderConfig, DecoderError
 from asr.decoding.lexicon import UNK, arpa_unigrams
-from asr.text import Tokenizer
+from asr.text import Tokenizer, TokenizerError
+
+
+def check_hotwords(tokenizer: Tokenizer, hotwords: Iterable[tuple[str, float]]) -> None:
+    """:class:`DecoderError`, with beam search's message, for the first hotword ``tokenizer`` cannot spell."""
+    for word, _ in hotwords:
+        try:
+            tokenizer.spell(word)
+        except TokenizerError:
+            raise DecoderError(f"hotword {word!r}: has characters the model cannot spell") from None
 
 
 class WordScorer(LM):

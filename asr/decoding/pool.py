@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,24 +16,48 @@ from asr.decoding.greedy import greedy_hypotheses
 from asr.text import Tokenizer, tokenizer_from_dict
 
 
-class _Decoder:
-    """Decodes with one config at a time, the beam search of the last config built once."""
+class BeamCache:
+    """The beam searches of the ``size`` configs used last, each built once (its LM loaded, its lexicon's
+    trie smeared) and reused for an equal config. Each holds its own LM: memory holds ``size`` of them (one
+    more while a new one is built). A beam search decodes one utterance at a time, so whoever gets one holds
+    ``lock`` until done with it."""
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, size: int = 1) -> None:
+        if size < 1:
+            raise ValueError(f"a beam cache holds at least one beam search, got size={size}")
+        self.tokenizer, self.size = tokenizer, size
+        self.lock = threading.Lock()
+        self._beams: OrderedDict[DecoderConfig, BeamSearch] = OrderedDict()
+
+    def get(self, config: DecoderConfig) -> BeamSearch:
+        """``config``'s beam search, built now unless kept; :class:`DecoderError` if it cannot be built."""
+        beam = self._beams.pop(config, None)
+        if beam is None:
+            beam = BeamSearch(self.tokenizer, config)
+        self._beams[config] = beam
+        while len(self._beams) > self.size:
+            self._beams.popitem(last=False)
+        return beam
+
+
+class _Decoder:
+    """Decodes with any config, its beam searches from ``beams`` (by default the last config's only)."""
+
+    def __init__(self, tokenizer: Tokenizer, beams: BeamCache | None = None) -> None:
         self.tokenizer = tokenizer
-        self.config: DecoderConfig | None = None
-        self.beam: BeamSearch | None = None
+        self.beams = beams if beams is not None else BeamCache(tokenizer)
 
     def prepare(self, config: DecoderConfig) -> None:
-        if config.kind == "beam" and (config != self.config or self.beam is None):
-            self.beam, self.config = BeamSearch(self.tokenizer, config), config
+        if config.kind == "beam":
+            with self.beams.lock:
+                self.beams.get(config)
 
     def decode(self, config: DecoderConfig, items: Sequence[Emission]) -> list[list[Hypothesis]]:
         if config.kind == "greedy":
             return [greedy_hypotheses(self.tokenizer, lp[None, :n], np.array([n]))[0] for lp, n in items]
-        self.prepare(config)
-        assert self.beam is not None
-        return [self.beam(lp[:n]) for lp, n in items]
+        with self.beams.lock:
+            beam = self.beams.get(config)
+            return [beam(lp[:n]) for lp, n in items]
 
 
 _worker: _Decoder | None = None  # in each pool process
@@ -55,15 +81,20 @@ class DecodePool:
         with DecodePool(tokenizer, processes=4) as pool:
             hyps = pool.decode(config, [(log_probs, n_frames), ...])
 
+    ``beams`` holds the beam searches built in this process (by default the pool's own, the last config's
+    only): a :class:`BeamCache` that outlives the pool keeps them for later pools. Workers build their own.
+
     Workers start by forkserver or spawn, which import the main module again: a script using processes > 1
     needs the ``if __name__ == "__main__":`` guard.
     """
 
-    def __init__(self, tokenizer: Tokenizer, processes: int = 1) -> None:
+    def __init__(self, tokenizer: Tokenizer, processes: int = 1, beams: BeamCache | None = None) -> None:
         if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
             raise DecoderError(f"processes must be at least 1, got {processes!r}")
+        if beams is not None and beams.tokenizer is not tokenizer:
+            raise ValueError("the beam cache was built for another tokenizer")
         self.tokenizer, self.processes = tokenizer, processes
-        self._local = _Decoder(tokenizer)
+        self._local = _Decoder(tokenizer, beams)
         self._pool = None
         if processes > 1:
             # forkserver (where there is one) forks workers from a process that has imported this module,

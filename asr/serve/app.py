@@ -8,10 +8,12 @@ Routes:
   the server was started with), ``hotword=WORD[:BONUS]`` (repeatable), ``nbest``, ``timestamps``.
 - ``GET /health``, ``GET /v1/models``, and the web page at ``/``.
 
-Limits: uploads over ``max_upload_mb`` or audio over ``max_duration_s`` are 413; unreadable audio is 400
-with the one-line message the CLI gives; a full queue is 503 with Retry-After; a body that stalls for
-``body_timeout_s`` is 408 and a client that disconnects mid-upload is dropped. An upload lives in a temporary
-folder that is removed when its request ends, whatever happens; no path is ever taken from a client.
+Limits: uploads over ``max_upload_mb`` or audio over ``max_duration_s`` are 413; unreadable audio, and a
+setting or hotword the decoder cannot use, are 400 with the one-line message the CLI gives; a full queue is
+503 with Retry-After; a body that stalls for ``body_timeout_s`` is 408 and a client that disconnects
+mid-upload is dropped. An upload lives in a temporary folder that is removed when its request ends, whatever
+happens; no path is ever taken from a client. The server's beam search (``ServeSettings.beam``) is built at
+start, so an LM or lexicon that cannot be used stops it there.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asr.audio import AudioError, audio_duration
 from asr.decoding import DecoderConfig, DecoderError
+from asr.decoding.hotwords import check_hotwords
 from asr.errors import UsageError
 from asr.inference import Transcriber
 from asr.serve.batcher import Batcher, QueueFull
@@ -106,7 +109,10 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def create_app(transcriber: Transcriber, settings: ServeSettings = ServeSettings()) -> FastAPI:
-    """The FastAPI application serving ``transcriber``."""
+    """The FastAPI application serving ``transcriber``. Builds ``settings.beam``'s beam search now, kept for
+    the requests that use it: :class:`DecoderError` for an LM or lexicon that cannot be used."""
+    if settings.beam is not None:
+        transcriber.prepare(settings.beam)
     batcher = Batcher(transcriber, settings.max_queue, settings.max_wait_s, settings.batch_seconds)
 
     @asynccontextmanager
@@ -214,6 +220,7 @@ def create_app(transcriber: Transcriber, settings: ServeSettings = ServeSettings
                 decoder = DecoderConfig()
             elif kind == "beam":
                 decoder = replace(settings.beam or DecoderConfig(kind="beam"), nbest=nbest, hotwords=hotwords)
+                check_hotwords(transcriber.tokenizer, hotwords)  # now, not in the batch that would fail
             else:
                 raise ValueError(f"decoder must be greedy or beam, got {kind!r}")
             return decoder, (first(fields, "timestamps", "true") or "").lower() in ("1", "true", "yes")
