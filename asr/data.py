@@ -212,7 +212,14 @@ class DurationBatchSampler(Sampler[list]):
         self.batches = pack_sorted([d / slowest for d in durations], max_batch_seconds)
         self.start = 0  # batches of this epoch to skip at the next iteration (set when resuming)
 
+    @property
+    def sampler(self) -> DurationBatchSampler:
+        """This sampler: Lightning calls ``set_epoch`` on a loader's ``batch_sampler.sampler`` at the start of
+        each epoch, and would not otherwise find this one (each epoch would repeat the first one's order)."""
+        return self
+
     def set_epoch(self, epoch: int) -> None:
+        """Iterate ``epoch`` from its start (a resumed epoch, already set, keeps its position)."""
         if epoch != self.epoch:
             self.epoch, self.start = epoch, 0
 
@@ -239,8 +246,8 @@ class DurationBatchSampler(Sampler[list]):
         return batches[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[list]:
-        start, self.start = self.start, 0
-        return iter(self._epoch_batches()[start:])
+        # not a one-shot position: a loader with workers iterates its sampler twice when it starts
+        return iter(self._epoch_batches()[self.start :])
 
     def __len__(self) -> int:
         n = len(self.batches)

@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def warmup_cosine(step: int, warmup: int, total: int, final_ratio: float, hold: int = 0) -> float:
-    """Learning-rate multiplier: linear warm-up to 1, held at 1 for ``hold`` steps, then cosine decay to
-    ``final_ratio`` at ``total`` (warm-up, stable, decay when ``hold`` > 0)."""
+    """Learning-rate multiplier of step ``step`` (from 0): linear warm-up to 1, held at 1 for ``hold`` steps,
+    then cosine decay to ``final_ratio`` at step ``total`` (warm-up, stable, decay when ``hold`` > 0)."""
     if step < warmup:
         return (step + 1) / warmup
     start = warmup + hold
@@ -268,8 +268,9 @@ class CTCModule(pl.LightningModule):
         total = int(self.trainer.estimated_stepping_batches)
         warmup = min(o.warmup_steps, max(1, total // 5))
         hold = int(o.hold_fraction * (total - warmup))
+        last = total - 1  # steps count from 0: the last one trains at lr * final_lr_ratio
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, warmup, total, o.final_lr_ratio, hold)
+            optimizer, lambda step: warmup_cosine(step, warmup, last, o.final_lr_ratio, hold)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -353,24 +353,36 @@ class MovableCheckpoint(ModelCheckpoint):
 
 
 class LastCheckpoint(MovableCheckpoint):
-    """Writes ``last.ckpt`` at the end of every training epoch and of training, whatever the validation
-    metric did (Lightning's ``save_last`` writes it only when another checkpoint is saved)."""
+    """Writes ``last.ckpt`` at the end of every training epoch, whatever the validation metric did
+    (Lightning's ``save_last`` writes it only when another checkpoint is saved), and where a run stops
+    mid-epoch (``max_time``, ``max_steps``): at that step, where Lightning resumes it mid-epoch. Written when
+    the epoch's loop ends instead, it would count the epoch as done and resume at the next one, leaving the
+    rest of this one's batches and schedule untrained."""
 
     def __init__(self, dirpath: Path) -> None:
         super().__init__(dirpath=dirpath, save_top_k=0, save_last=True, enable_version_counter=False)
+        self._stopped_mid_epoch = False
 
     def _save_last_now(self, trainer: pl.Trainer) -> None:
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: Any) -> None:
+        stopping = trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step
+        if stopping and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self._save_last_now(trainer)
+            self._stopped_mid_epoch = True
+
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self._save_last_now(trainer)
+        if not self._stopped_mid_epoch:
+            self._save_last_now(trainer)
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         """Nothing: the epoch's last.ckpt is written when the epoch ends, after its validation."""
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self._save_last_now(trainer)  # a run stopped mid-epoch (max_steps, max_time)
+        if not self._stopped_mid_epoch:
+            self._save_last_now(trainer)
 
 
 class UnreadableData(pl.Callback):
@@ -483,11 +495,11 @@ def train(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> Path:
 
     A resumed run continues exactly where ``last.ckpt`` left it: same step, LR schedule, sampler position
     (mid-epoch too) and random states, and appends to ``logs/metrics.csv``. ``last.ckpt`` is written at the
-    end of every epoch. Before anything is written: the devices are checked (:class:`UsageError`), a resume
-    whose feature, model or tokenizer settings differ from ``last.ckpt``'s is refused (:class:`ConfigError`),
-    training and validation data that are missing or unusable are :class:`DataError`, and the run takes
-    ``exp_dir``'s lock (:class:`ExperimentBusy` while another run holds it). ``callbacks`` are added to the
-    trainer's.
+    end of every epoch and where ``max_time`` or ``max_steps`` stops the run. Before anything is written: the
+    devices are checked (:class:`UsageError`), a resume whose feature, model or tokenizer settings differ from
+    ``last.ckpt``'s is refused (:class:`ConfigError`), training and validation data that are missing or
+    unusable are :class:`DataError`, and the run takes ``exp_dir``'s lock (:class:`ExperimentBusy` while
+    another run holds it). ``callbacks`` are added to the trainer's.
     """
     pl.seed_everything(cfg.seed, workers=True)
     threads = choose_threads(cfg.trainer.threads)  # trainer.threads, or the cores idle now

@@ -4,11 +4,12 @@ import random
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import soundfile as sf
 import torch
 
 from asr.batching import pack_sorted, zero_pad
-from asr.config import DataConfig
+from asr.config import DataConfig, load_config
 from asr.data import (
     AsrDataModule,
     AsrDataset,
@@ -20,6 +21,7 @@ from asr.data import (
 from asr.errors import DataError
 from asr.manifest import ManifestError, Utterance, read_manifest, write_manifest
 from asr.text import CharTokenizer, ctc_min_frames
+from asr.train import train
 
 
 def _durations(n=2000, seed=0):
@@ -175,8 +177,11 @@ def test_sampler_resumes_mid_epoch_with_the_next_unseen_batch():
     resumed.set_epoch(3)  # Lightning sets the same epoch again: the position is kept
     assert list(resumed) == batches[5:]
     assert len(resumed) == len(batches)  # the epoch's length (and so the LR schedule) is unchanged
-    assert list(resumed) == batches  # the next iteration starts the epoch from the top
+    assert list(resumed) == batches[5:]  # again (a loader with workers iterates its sampler twice)
     assert full.state_dict(len(batches)) == {"epoch": 4, "position": 0}  # an epoch-end checkpoint
+    resumed.set_epoch(4)
+    full.set_epoch(4)
+    assert list(resumed) == list(full)  # the next epoch from its top
 
 
 def test_speed_perturbation_one_factor_per_batch_within_budget():
@@ -224,3 +229,38 @@ def test_missing_or_unusable_data_is_a_data_error(tmp_path):
     )
     with pytest.raises(DataError, match="m.jsonl: no usable utterances"):
         module.dataset("train")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_each_training_epoch_has_its_own_batch_order_and_speeds(corpus, tiny_model, tmp_path, workers):
+    """Through Lightning's loop, as the sampler's own test cannot show: Lightning must reach the sampler's
+    ``set_epoch``, or every epoch repeats the first one's order and speed factors."""
+    epochs: dict[int, list[tuple[tuple[str, ...], float]]] = {}
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            epochs.setdefault(trainer.current_epoch, []).append((tuple(batch.ids), batch.speed))
+
+    cfg = load_config(
+        None,
+        [
+            *tiny_model,
+            f"data.train_manifest={corpus['train']}",
+            f"data.val_manifest={corpus['dev']}",
+            f"exp_dir={tmp_path / 'exp'}",
+            f"data.num_workers={workers}",
+            "data.max_batch_seconds=12",
+            "data.speed_perturb=[0.9,1.0,1.1]",
+            "trainer.max_epochs=3",
+            "trainer.threads=1",
+        ],
+    )
+    train(cfg, [Record()])
+    assert sorted(epochs) == [0, 1, 2]
+    for e in (1, 2):
+        sampler = DurationBatchSampler(
+            [u.duration for u in read_manifest(corpus["train"])], 12, seed=cfg.seed, speeds=[0.9, 1.0, 1.1]
+        )
+        sampler.set_epoch(e)
+        assert [b for b, _ in epochs[e]] != [b for b, _ in epochs[0]]
+        assert [s for _, s in epochs[e]] == [b[0][1] for b in sampler]  # the factors drawn for epoch e

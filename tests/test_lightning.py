@@ -53,9 +53,10 @@ def test_the_trainers_schedule_holds_the_peak_for_its_share(tmp_path, hold_fract
     _trainer(tmp_path, callbacks=[Record()]).fit(
         module, DataLoader([_batch(tok, False)] * 5, batch_size=None)
     )
-    expected = [warmup_cosine(s, 1, 5, cfg.optim.final_lr_ratio, int(hold_fraction * 4)) for s in range(5)]
+    expected = [warmup_cosine(s, 1, 4, cfg.optim.final_lr_ratio, int(hold_fraction * 4)) for s in range(5)]
     assert lrs == pytest.approx([cfg.optim.lr * m for m in expected])
     assert sum(m == 1.0 for m in expected) == (4 if hold_fraction else 2)
+    assert lrs[-1] == pytest.approx(cfg.optim.lr * cfg.optim.final_lr_ratio)  # the last step's, as promised
 
 
 def _batch(tok: CharTokenizer, poison: bool) -> Batch:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from conftest import TINY_MODEL
 from reliability import record
@@ -305,3 +306,33 @@ def trained_exp(corpus, tmp_path_factory) -> Path:
     exp = tmp_path_factory.mktemp("trained") / "exp"
     train(_config(corpus, exp, list(TINY_MODEL), "trainer.max_epochs=1"))
     return exp
+
+
+class _StopAt(pl.Callback):
+    """Stops the run once it has taken ``step`` optimiser steps, as ``trainer.max_time`` does: mid-epoch,
+    with Lightning counting the epoch as done."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_run_its_clock_stopped_mid_epoch_resumes_where_it_stopped(corpus, tiny_model, tmp_path, workers):
+    """A run cut by ``max_time`` and rerun with more time trains the rest of its schedule, batch for batch, as
+    one run would (a loader worker fetches batches before the epoch's sampler state is set)."""
+
+    def overrides(exp: Path) -> list[str]:
+        return [*_command(corpus, exp, tiny_model)[3:], f"data.num_workers={workers}"]
+
+    train(load_config(None, overrides(tmp_path / "ref")))
+    exp = tmp_path / "run"
+    train(load_config(None, overrides(exp)), [_StopAt(KILL_AFTER)])
+    assert _step(exp / "checkpoints" / "last.ckpt") == KILL_AFTER
+    train(load_config(None, overrides(exp)))
+    want, got = _losses(tmp_path / "ref"), _losses(exp)
+    assert sorted(got) == sorted(want) == list(range(MAX_STEPS))
+    assert [got[s] for s in range(MAX_STEPS)] == pytest.approx([want[s] for s in range(MAX_STEPS)], rel=1e-5)
