@@ -225,8 +225,8 @@ class ModelSpec:
 
     @property
     def frame_seconds(self) -> float:
-        """One output frame's duration: the feature hop times the frames per output frame."""
-        return self.features.hop_ms * self.model.frame_factor / 1000
+        """One output frame's duration: the feature hop, in whole samples, times the frames per output."""
+        return hop_samples(self.features) * self.model.frame_factor / SAMPLE_RATE
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (safe in a ``weights_only`` checkpoint). A model setting added later (``LATER``) is

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import fcntl
 import json
@@ -203,12 +204,17 @@ def compute_cmvn(
 def load_or_compute_cmvn(recognizer: Recognizer, dataset: AsrDataset, cfg: Config) -> None:
     """Set the recogniser's normalisation statistics from ``cfg.data.cmvn_stats``, computing the file once."""
     path = Path(cfg.data.cmvn_stats) if cfg.data.cmvn_stats else None
+    features = dataclasses.asdict(cfg.features)
     if path is not None and path.is_file():
         stats = json.loads(path.read_text())
-        if len(stats["mean"]) != cfg.features.n_mels:
-            raise ValueError(
-                f"{path}: statistics for {len(stats['mean'])} mel bins, the model has "
-                f"{cfg.features.n_mels}; delete the file or set data.cmvn_stats to another path"
+        # files from before the settings were written in them hold only the mel bins
+        theirs = stats.get("features", {"n_mels": len(stats["mean"])})
+        if differ := [
+            f"{k} {theirs[k]} (the model: {v})" for k, v in features.items() if theirs.get(k, v) != v
+        ]:
+            raise ConfigError(
+                f"{path}: statistics for other features, {', '.join(differ)}; delete the file or set "
+                "data.cmvn_stats to another path"
             )
         recognizer.frontend.cmvn.set_stats(torch.tensor(stats["mean"]), torch.tensor(stats["std"]))
         log.info("normalisation statistics from %s", path)
@@ -220,7 +226,9 @@ def load_or_compute_cmvn(recognizer: Recognizer, dataset: AsrDataset, cfg: Confi
         cmvn = recognizer.frontend.cmvn
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"mean": cmvn.mean.tolist(), "std": cmvn.std.tolist()}) + "\n")
+        tmp.write_text(
+            json.dumps({"features": features, "mean": cmvn.mean.tolist(), "std": cmvn.std.tolist()}) + "\n"
+        )
         os.replace(tmp, path)
 
 

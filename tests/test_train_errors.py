@@ -108,3 +108,22 @@ def test_unavailable_device_is_one_line(
     assert got == code, err[-3000:]
     assert says in _one_error_line(err)
     assert not exp.exists()
+
+
+def test_normalisation_statistics_of_other_features_are_one_line(corpus, tiny_model, tmp_path, capsys):
+    """A ``data.cmvn_stats`` file is reused by later runs: one computed for other feature settings is refused
+    by name, not silently applied (a file of the mel bins alone, from older runs, still loads)."""
+    stats = tmp_path / "cmvn.json"
+    data = [f"data.train_manifest={corpus['train']}", f"data.val_manifest={corpus['dev']}"]
+    args = [*tiny_model, *data, f"data.cmvn_stats={stats}", "trainer.max_epochs=1"]
+    got, err = _train([*args, f"exp_dir={tmp_path / 'first'}"], capsys)
+    assert got == 0, err[-3000:]
+    written = json.loads(stats.read_text())
+    assert written["features"] == {"n_mels": 80, "win_ms": 25.0, "hop_ms": 10.0}
+    got, err = _train([*args, f"exp_dir={tmp_path / 'second'}", "features.win_ms=32"], capsys)
+    record("normalisation statistics of other features: asr train", f"error line, exit {got}")
+    assert got == EXIT_CONFIG
+    assert "cmvn.json: statistics for other features, win_ms 25.0 (the model: 32.0)" in _one_error_line(err)
+    stats.write_text(json.dumps({"mean": written["mean"], "std": written["std"]}))  # an older run's file
+    got, err = _train([*args, f"exp_dir={tmp_path / 'third'}"], capsys)
+    assert got == 0, err[-3000:]
