@@ -75,10 +75,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return load_checkpoint(path, map_location or "cpu")
 
 
-def ctc_losses(log_probs: Tensor, out_lens: Tensor, targets: Tensor, target_lens: Tensor) -> Tensor:
-    """Per-utterance CTC losses (B,) in fp32 of log_probs (B, T', V); an impossible alignment costs 0."""
+def ctc_loss_sum(
+    log_probs: Tensor, out_lens: Tensor, targets: Tensor, target_lens: Tensor
+) -> tuple[Tensor, Tensor]:
+    """A batch's summed CTC loss in fp32 and the target tokens it covers, of log_probs (B, T', V).
+
+    An utterance with fewer frames than its labels need (one each, plus a blank between two equal labels)
+    has no alignment: it adds neither loss nor tokens, so it does not dilute the loss per token.
+    """
     with torch.autocast(log_probs.device.type, enabled=False):
-        return F.ctc_loss(
+        losses = F.ctc_loss(
             log_probs.float().transpose(0, 1),  # (T', B, V)
             targets,
             out_lens,
@@ -87,10 +93,14 @@ def ctc_losses(log_probs: Tensor, out_lens: Tensor, targets: Tensor, target_lens
             reduction="none",
             zero_infinity=True,
         )
+    inside = torch.arange(1, targets.shape[1], device=targets.device) < target_lens[:, None]
+    repeats = ((targets[:, 1:] == targets[:, :-1]) & inside).sum(1)
+    aligned = out_lens >= target_lens + repeats
+    return losses[aligned].sum(), target_lens[aligned].sum()
 
 
-def per_token(losses: Tensor, target_lens: Tensor) -> Tensor:
-    return losses.sum() / target_lens.sum().clamp_min(1)
+def per_token(loss_sum: Tensor, tokens: Tensor) -> Tensor:
+    return loss_sum / tokens.clamp_min(1)
 
 
 class CTCModule(pl.LightningModule):
@@ -137,13 +147,13 @@ class CTCModule(pl.LightningModule):
 
     def _shared_step(
         self, batch: Batch, train: bool
-    ) -> tuple[Tensor, Tensor, Tensor, list[Tensor], list[Tensor]]:
-        """The encoder's CTC loss: per-utterance losses (B,), log_probs (B, T', V), out_lens (B,), and every
+    ) -> tuple[tuple[Tensor, Tensor], Tensor, Tensor, list[Tensor], list[Tensor]]:
+        """The encoder's CTC loss (:func:`ctc_loss_sum`), log_probs (B, T', V), out_lens (B,), and every
         layer's output and lengths (for the auxiliary loss)."""
         outputs, lens = self._encode(batch, train)
         log_probs = self.recognizer.encoder.log_probs(outputs[-1])  # (B, T', V)
-        losses = ctc_losses(log_probs, lens[-1], batch.targets, batch.target_lens)
-        return losses, log_probs, lens[-1], outputs, lens
+        loss = ctc_loss_sum(log_probs, lens[-1], batch.targets, batch.target_lens)
+        return loss, log_probs, lens[-1], outputs, lens
 
     def _aux_targets(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """The batch's targets in the auxiliary loss's units: (B, L) zero-padded, lengths (B,)."""
@@ -156,8 +166,8 @@ class CTCModule(pl.LightningModule):
     def train_loss(self, batch: Batch) -> Tensor:
         """The training loss of a non-empty batch, with the training augmentation: CTC per target token, or
         its mix with the auxiliary CTC loss (``aux_ctc``)."""
-        losses, _, _, outputs, lens = self._shared_step(batch, train=True)
-        loss = per_token(losses, batch.target_lens)
+        ctc, _, _, outputs, lens = self._shared_step(batch, train=True)
+        loss = per_token(*ctc)
         aux = self.cfg.aux_ctc
         if not aux.layer:
             return loss
@@ -165,7 +175,7 @@ class CTCModule(pl.LightningModule):
         aux_log_probs = F.log_softmax(self.aux_output(hidden).float(), dim=-1)
         targets, target_lens = self._aux_targets(batch)
         aux_lens = lens[aux.layer - 1]
-        aux_loss = per_token(ctc_losses(aux_log_probs, aux_lens, targets, target_lens), target_lens)
+        aux_loss = per_token(*ctc_loss_sum(aux_log_probs, aux_lens, targets, target_lens))
         return (1 - aux.weight) * loss + aux.weight * aux_loss
 
     def fit_step(
@@ -228,10 +238,8 @@ class CTCModule(pl.LightningModule):
     def _eval_step(self, batch: Batch) -> None:
         if not len(batch):
             return
-        losses, log_probs, out_lens, _, _ = self._shared_step(batch, train=False)
-        finite = torch.isfinite(losses)
-        tokens = batch.target_lens[finite].sum()
-        self._eval_loss += torch.stack([losses[finite].sum().double(), tokens.double()]).cpu()
+        (loss, tokens), log_probs, out_lens, _, _ = self._shared_step(batch, train=False)
+        self._eval_loss += torch.stack([loss.double(), tokens.double()]).cpu()
         hyps = [self.recognizer.tokenizer.decode(ids) for ids in greedy_ids(log_probs, out_lens)]
         self._eval_counts = self._eval_counts + score(batch.texts, hyps)[0]
 

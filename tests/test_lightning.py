@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from asr.batching import zero_pad
 from asr.config import AuxCTCConfig, Config, ModelConfig
 from asr.data import Batch, collate
-from asr.lightning import CTCModule, build_optimizer, warmup_cosine
+from asr.lightning import CTCModule, build_optimizer, ctc_loss_sum, warmup_cosine
 from asr.recognizer import Recognizer
 from asr.spec import ModelSpec
 from asr.text import CharTokenizer, SentencePieceTokenizer
@@ -25,6 +25,24 @@ def test_warmup_cosine():
     assert warmup_cosine(55, 10, 100, 0.1) == pytest.approx(0.55)
     assert warmup_cosine(100, 10, 100, 0.1) == pytest.approx(0.1)
     assert warmup_cosine(500, 10, 100, 0.1) == pytest.approx(0.1)
+
+
+def test_an_utterance_without_a_ctc_alignment_adds_neither_loss_nor_tokens():
+    """Labels "1 2 2" need 4 frames (a blank between the repeats): with 3 the utterance has no alignment, and
+    the batch's loss per token is the other utterance's alone, however long the unalignable one is."""
+    torch.manual_seed(0)
+    log_probs = torch.randn(2, 6, 4).log_softmax(-1)
+    targets = torch.tensor([[1, 2, 2], [3, 1, 0]])
+    target_lens = torch.tensor([3, 2])
+    alone = ctc_loss_sum(log_probs[1:], torch.tensor([6]), targets[1:, :2], target_lens[1:])
+    assert alone[1] == 2 and alone[0] > 0
+    for frames, tokens in [(3, 2), (4, 5)]:
+        loss, counted = ctc_loss_sum(log_probs, torch.tensor([frames, 6]), targets, target_lens)
+        assert counted == tokens
+        if frames == 3:
+            assert loss == pytest.approx(float(alone[0]))
+        else:
+            assert loss > alone[0]
 
 
 def test_warmup_stable_decay():
