@@ -54,14 +54,16 @@ def build_optimizer(module: nn.Module, o: OptimConfig) -> torch.optim.AdamW:
 
 
 def clip_or_skip(module: nn.Module, optimizer: torch.optim.Optimizer, max_norm: float) -> Tensor:
-    """Clip the gradients by global norm; a non-finite norm makes the fused optimiser skip its next step.
+    """Clip the gradients by global norm; a non-finite or zero norm makes the fused optimiser skip a step.
 
-    The decision stays on the device: the fused AdamW reads ``found_inf`` and leaves weights, moments and its
-    step count untouched, so the training step never waits for the GPU. Returns the norm before clipping.
+    A zero norm means no rank had a readable file (DDP sums the gradients first): AdamW would still move the
+    weights by its moments and weight decay. The decision stays on the device: the fused AdamW reads
+    ``found_inf`` and leaves weights, moments and its step count untouched, so the training step never waits
+    for the GPU. Returns the norm before clipping.
     """
     params = [p for p in module.parameters() if p.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-    optimizer.found_inf = (~torch.isfinite(norm)).float()
+    optimizer.found_inf = (~torch.isfinite(norm) | (norm == 0)).float()
     return norm
 
 
@@ -198,7 +200,7 @@ class CTCModule(pl.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         self._unreadable += batch.skipped
-        if not len(batch):  # every file of the batch was unreadable: a zero step keeps DDP ranks in step
+        if not len(batch):  # every file of the batch was unreadable: a zero gradient keeps DDP ranks in step
             return sum(p.sum() for p in self.parameters()) * 0.0
         loss = self.train_loss(batch)
         # the progress bar reads its values on the host after every step: a GPU sync, so only when it is shown

@@ -126,17 +126,25 @@ def test_non_finite_step_is_skipped_and_counted(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(after_poison, after_good))  # training went on
 
 
-def test_unreadable_files_are_counted_per_epoch(tmp_path, caplog):
+def test_unreadable_files_are_counted_per_epoch_and_an_empty_batch_moves_no_weight(tmp_path, caplog):
     tok = CharTokenizer.english()
     cfg = _cfg()
     batches = [_batch(tok, False), collate([None, None, None]), _batch(tok, False)]
     batches[0].skipped, batches[2].skipped = 2, 1  # as collate counts files it could not read
     module = _module(cfg, tok)
-    trainer = _trainer(tmp_path)
+    snapshots = []
+
+    class Snapshot(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            snapshots.append([p.detach().clone() for p in pl_module.parameters()])
+
+    trainer = _trainer(tmp_path, callbacks=[Snapshot()])
     with caplog.at_level("WARNING", logger="asr.lightning"):
         trainer.fit(module, DataLoader(batches, batch_size=None))
     assert "epoch 0: 6 unreadable training file(s) skipped" in caplog.text  # the empty batch's 3 included
     assert trainer.global_step == 3 and module.skipped_steps == 0
+    before, after_empty, _ = snapshots
+    assert all(torch.equal(a, b) for a, b in zip(before, after_empty))  # no AdamW step without a file
 
 
 def test_specaugment_starts_at_its_step(tmp_path, monkeypatch):
