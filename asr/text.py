@@ -75,6 +75,11 @@ class Tokenizer(ABC):
     def separator_id(self) -> int | None:
         """The token between words, or None when tokens mark word boundaries themselves."""
 
+    @property
+    @abstractmethod
+    def letters(self) -> frozenset[str]:
+        """The characters words can be spelled with."""
+
     @abstractmethod
     def encode(self, text: str) -> list[int]:
         """Normalise and map to ids; raises :class:`TokenizerError` for text it cannot represent."""
@@ -161,6 +166,10 @@ class CharTokenizer(Tokenizer):
     def separator_id(self) -> int:
         return SPACE_ID
 
+    @property
+    def letters(self) -> frozenset[str]:
+        return frozenset(self._symbols[SPACE_ID + 1 :])
+
     def unknown(self, text: str) -> list[tuple[int, str]]:
         return [(i, c) for i, c in enumerate(normalize_text(text)) if c not in self._ids]
 
@@ -231,7 +240,7 @@ class SentencePieceTokenizer(Tokenizer):
             raise TokenizerError("a piece model for CTC has <unk> at id 0 and no <s> or </s> pieces")
         pieces = [self._sp.id_to_piece(i) for i in range(self._sp.get_piece_size())]
         self._symbols = [BLANK, *pieces]
-        self._chars = {c for p in pieces[1:] for c in p if c != WORD_START}
+        self._chars = frozenset(c for p in pieces[1:] for c in p if c != WORD_START)
         self._starts = frozenset(i for i, p in enumerate(self._symbols) if p.startswith(WORD_START))
 
     @classmethod
@@ -283,6 +292,10 @@ class SentencePieceTokenizer(Tokenizer):
     @property
     def separator_id(self) -> None:
         return None
+
+    @property
+    def letters(self) -> frozenset[str]:
+        return self._chars
 
     def unknown(self, text: str) -> list[tuple[int, str]]:
         return [(i, c) for i, c in enumerate(normalize_text(text)) if c != SPACE and c not in self._chars]

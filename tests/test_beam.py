@@ -75,6 +75,18 @@ def test_lexicon_and_lexicon_free_word_lm_score_alike(lm):
     assert scores[0] == pytest.approx(scores[1], abs=1e-4)
 
 
+def test_lexicon_free_word_lm_keeps_words_apart_and_spells_unknown_ones(lm):
+    """With weak separators, one unknown word "thecatsat" must not outscore three known ones (as the LM's
+    <unk> alone did at a low LM weight); an unknown word read clearly still comes out, as itself."""
+    weak = [{" ": 0.4, "_": 0.55}]
+    frames = _spelled("the") + weak + _spelled("cat") + weak + _spelled("sat")
+    for weight in (0.5, 2.0):
+        config = DecoderConfig(kind="beam", lm=lm, lexicon_free=True, lm_weight=weight)
+        assert _best(config, frames)[0] == "the cat sat"
+    clear = _spelled("the zebra sat")
+    assert _best(DecoderConfig(kind="beam", lm=lm, lexicon_free=True), clear)[0] == "the zebra sat"
+
+
 def test_lexicon_constrains_the_words(tmp_path):
     write_lexicon(tmp_path / "lexicon.txt", ["cat", "cut", "dot"])
     frames = _spelled("dog cut")

@@ -27,7 +27,7 @@ class DecoderConfig:
     beam_threshold: float = 25.0  # drop hypotheses scoring this much below the frame's best
     lm: str | None = None  # word n-gram LM: ARPA, or KenLM binary (which needs a lexicon)
     lexicon: str | None = None  # lines "word c h a r s |"; None with an lm: the lm's unigrams, spelled
-    lexicon_free: bool = False  # with an lm: any character string is a word, scored <unk> if not the lm's
+    lexicon_free: bool = False  # with an lm: any string is a word (not the lm's: <unk> times its letters)
     lm_weight: float = 2.0  # times the LM's log10 probability
     word_score: float = 0.0  # added per word, with a lexicon, an lm or hotwords; positive favours more words
     nbest: int = 1  # hypotheses returned per utterance, distinct texts, best first

@@ -11,6 +11,7 @@ it is used only when needed: with hotwords, and for a word LM lexicon-free.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 from flashlight.lib.text.decoder import LM, LMState
@@ -35,6 +36,12 @@ class WordScorer(LM):
     """Whole-word scores for flashlight: ``lm_weight`` times the n-gram LM's log10 probability (when there is
     an LM), plus the word's hotword bonus, plus ``word_score`` when lexicon-free.
 
+    Lexicon-free, a word outside the LM's vocabulary is scored as the LM's ``<unk>`` times the probability of
+    its spelling, one of the tokenizer's letters (or the word's end) at a time, uniformly: ``<unk>`` alone
+    gave any string the same score, so search glued words together, one unknown word costing less than the
+    words it replaced. Each letter is charged as it comes, and an LM word is refunded its letters when it is
+    complete, so the beam does not keep partial words whose cost is yet to come.
+
     With a lexicon (``vocab``: the words in flashlight's word-id order) flashlight asks for each completed
     word by id and adds ``word_score`` itself. Lexicon-free, flashlight asks after every token, so the
     tokens of a word are scored as one word when the next word starts (the separator, id ``separator``, or
@@ -51,21 +58,29 @@ class WordScorer(LM):
         if config.lm is not None:
             words = self.by_id if self.by_id is not None else arpa_unigrams(config.lm)
             self.words = Dictionary(words if UNK in words else [*words, UNK])
-            self.words.set_default_index(self.words.get_index(UNK))
+            self.unk = self.words.get_index(UNK)
+            self.words.set_default_index(self.unk)
             self.kenlm = KenLM(config.lm, self.words)
         self.lm_weight = config.lm_weight
         self.word_score = config.word_score if vocab is None else 0.0
         self.hotwords = dict(config.hotwords)
         self.texts = [tokenizer.token_text(i) for i in range(tokenizer.vocab_size)]
+        self.open_vocabulary = self.kenlm is not None and vocab is None
+        self.spelling_log10 = -math.log10(len(tokenizer.letters) + 1)  # each letter, and the word's end
+        self.letter = self.lm_weight * self.spelling_log10 if self.open_vocabulary else 0.0
         self.starts, self.separator = tokenizer.word_start_ids, separator
         self.states: dict[LMState, tuple[LMState | None, str, float]] = {}  # -> (KenLM state, word, score)
 
     def _word(self, ken: LMState | None, word: str) -> tuple[LMState | None, float]:
+        """The score of completing ``word``, less what its letters were charged as they came."""
         if not word:
             return ken, 0.0
-        score = self.hotwords.get(word, 0.0) + self.word_score
+        score = self.hotwords.get(word, 0.0) + self.word_score - self.letter * len(word)
         if self.kenlm is not None:
-            ken, logp = self.kenlm.score(ken, self.words.get_index(word))
+            index = self.words.get_index(word)
+            ken, logp = self.kenlm.score(ken, index)
+            if index == self.unk and self.open_vocabulary:
+                logp += self.spelling_log10 * (len(word) + 1)
             score += self.lm_weight * logp
         return ken, score
 
@@ -85,9 +100,11 @@ class WordScorer(LM):
                 self.states[child] = (ken, "", score)
             elif token in self.starts:  # a word-start piece completes the word before it
                 ken, score = self._word(ken, word)
-                self.states[child] = (ken, self.texts[token], score)
+                text = self.texts[token]
+                self.states[child] = (ken, text, score + self.letter * len(text))
             else:
-                self.states[child] = (ken, word + self.texts[token], 0.0)
+                text = self.texts[token]
+                self.states[child] = (ken, word + text, self.letter * len(text))
         return child, self.states[child][2]
 
     def finish(self, state: LMState) -> tuple[LMState, float]:
