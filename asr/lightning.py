@@ -95,10 +95,14 @@ def ctc_loss_sum(
             reduction="none",
             zero_infinity=True,
         )
-    inside = torch.arange(1, targets.shape[1], device=targets.device) < target_lens[:, None]
-    repeats = ((targets[:, 1:] == targets[:, :-1]) & inside).sum(1)
-    aligned = out_lens >= target_lens + repeats
+    aligned = out_lens >= padded_ctc_min_frames(targets, target_lens)
     return losses[aligned].sum(), target_lens[aligned].sum()
+
+
+def padded_ctc_min_frames(targets: Tensor, target_lens: Tensor) -> Tensor:
+    """:func:`asr.text.ctc_min_frames` of each row of zero-padded targets (B, L), on their device: (B,)."""
+    inside = torch.arange(1, targets.shape[1], device=targets.device) < target_lens[:, None]
+    return target_lens + ((targets[:, 1:] == targets[:, :-1]) & inside).sum(1)
 
 
 def per_token(loss_sum: Tensor, tokens: Tensor) -> Tensor:

@@ -12,10 +12,10 @@ from torch.utils.data import DataLoader
 from asr.batching import zero_pad
 from asr.config import AuxCTCConfig, Config, ModelConfig
 from asr.data import Batch, collate
-from asr.lightning import CTCModule, build_optimizer, ctc_loss_sum, warmup_cosine
+from asr.lightning import CTCModule, build_optimizer, ctc_loss_sum, padded_ctc_min_frames, warmup_cosine
 from asr.recognizer import Recognizer
 from asr.spec import ModelSpec
-from asr.text import CharTokenizer, SentencePieceTokenizer
+from asr.text import CharTokenizer, SentencePieceTokenizer, ctc_min_frames
 
 
 def test_warmup_cosine():
@@ -43,6 +43,14 @@ def test_an_utterance_without_a_ctc_alignment_adds_neither_loss_nor_tokens():
             assert loss == pytest.approx(float(alone[0]))
         else:
             assert loss > alone[0]
+
+
+def test_padded_ctc_min_frames_is_ctc_min_frames_per_row():
+    g = torch.Generator().manual_seed(0)
+    rows = [torch.randint(1, 3, (n,), generator=g).tolist() for n in (7, 0, 3, 12, 1)]  # many repeats
+    lens = torch.tensor([len(r) for r in rows])
+    padded = zero_pad([torch.tensor(r, dtype=torch.long) for r in rows], width=1)
+    assert padded_ctc_min_frames(padded, lens).tolist() == [ctc_min_frames(r) for r in rows]
 
 
 def test_warmup_stable_decay():
