@@ -114,22 +114,27 @@ def _trainer(tmp_path, epochs: int = 1, progress_bar: bool = False, callbacks=()
     )
 
 
+class Snapshot(pl.Callback):
+    """The module's weights after each training batch."""
+
+    def __init__(self) -> None:
+        self.weights: list[list[torch.Tensor]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.weights.append([p.detach().clone() for p in pl_module.parameters()])
+
+
 def test_non_finite_step_is_skipped_and_counted(tmp_path):
     tok = CharTokenizer.english()
     cfg = _cfg()
     module = _module(cfg, tok)
     batches = [_batch(tok, False), _batch(tok, True), _batch(tok, False)]
-    snapshots = []
-
-    class Snapshot(pl.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            snapshots.append([p.detach().clone() for p in pl_module.parameters()])
-
-    trainer = _trainer(tmp_path, callbacks=[Snapshot()])
+    snapshot = Snapshot()
+    trainer = _trainer(tmp_path, callbacks=[snapshot])
     trainer.fit(module, DataLoader(batches, batch_size=None))
     assert module.skipped_steps == 1
     assert all(torch.isfinite(p).all() for p in module.parameters())
-    before, after_poison, after_good = snapshots
+    before, after_poison, after_good = snapshot.weights
     assert all(torch.equal(a, b) for a, b in zip(before, after_poison))  # the poisoned step changed nothing
     assert any(not torch.equal(a, b) for a, b in zip(after_poison, after_good))  # training went on
 
@@ -140,18 +145,13 @@ def test_unreadable_files_are_counted_per_epoch_and_an_empty_batch_moves_no_weig
     batches = [_batch(tok, False), collate([None, None, None]), _batch(tok, False)]
     batches[0].skipped, batches[2].skipped = 2, 1  # as collate counts files it could not read
     module = _module(cfg, tok)
-    snapshots = []
-
-    class Snapshot(pl.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            snapshots.append([p.detach().clone() for p in pl_module.parameters()])
-
-    trainer = _trainer(tmp_path, callbacks=[Snapshot()])
+    snapshot = Snapshot()
+    trainer = _trainer(tmp_path, callbacks=[snapshot])
     with caplog.at_level("WARNING", logger="asr.lightning"):
         trainer.fit(module, DataLoader(batches, batch_size=None))
     assert "epoch 0: 6 unreadable training file(s) skipped" in caplog.text  # the empty batch's 3 included
     assert trainer.global_step == 3 and module.skipped_steps == 0
-    before, after_empty, _ = snapshots
+    before, after_empty, _ = snapshot.weights
     assert all(torch.equal(a, b) for a, b in zip(before, after_empty))  # no AdamW step without a file
 
 
