@@ -31,6 +31,9 @@ class SpecAugmentConfig:
     time_masks: int = 2
     time_width: float = 0.05  # widest time mask as a fraction of the utterance (adaptive masking)
     time_max_frames: int = 100  # and never wider than this
+    # Vocal tract length perturbation: each utterance's spectrum warped by a factor drawn uniformly from
+    # [1 - vtlp, 1 + vtlp] (Jaitly and Hinton 2013 drew from [0.9, 1.1]); 0: off.
+    vtlp: float = 0.0
     # Masks apply from this optimiser step on. Clean features early let CTC leave its all-blank start sooner
     # (measured on AN4: benchmarks/RESULTS.md, "Time to accuracy").
     start_step: int = 0
@@ -240,6 +243,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("specaug.time_width", lambda v: _finite(v) and 0 <= v <= 1, "a fraction in [0, 1]"),
     ("specaug.time_max_frames", lambda v: v >= 0, ">= 0"),
     ("specaug.start_step", lambda v: v >= 0, ">= 0"),
+    ("specaug.vtlp", lambda v: _finite(v) and 0 <= v <= 0.5, "in [0, 0.5]"),
     ("data.max_batch_seconds", lambda v: _finite(v) and v > 0, "a number of seconds > 0"),
     ("data.min_duration", lambda v: _finite(v) and v >= 0, "a number of seconds >= 0"),
     ("data.max_duration", lambda v: v > 0, "a number of seconds > 0"),

@@ -1,4 +1,5 @@
-"""Log-mel features, global mean/variance normalisation, SpecAugment, speed perturbation.
+"""Log-mel features, global mean/variance normalisation, SpecAugment, speed perturbation, vocal tract length
+perturbation.
 
 Features are computed in batches on the model's device. The STFT is not centred, so a frame only sees
 samples of its own utterance: a padded batch yields exactly the frames of its items one at a time.
@@ -15,6 +16,8 @@ from torch import Tensor, nn
 from asr.audio import SAMPLE_RATE
 from asr.config import SpecAugmentConfig
 from asr.spec import LOG_FLOOR, FeatureConfig, hop_samples, num_frames, window_samples
+
+VTLP_HIGH_HZ = 4800.0  # where the warp's linear part ends for factors <= 1 (Jaitly and Hinton's F_hi)
 
 
 def lengths_mask(lens: Tensor, max_len: int) -> Tensor:
@@ -46,12 +49,48 @@ class LogMel(nn.Module):
         # root only for pow(2) to undo it, and took twice as long as the STFT itself on the CPU.
         self.mel.spectrogram.power = None
 
-    def forward(self, waves: Tensor, wave_lens: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, waves: Tensor, wave_lens: Tensor, warp: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``warp``: (B,) each utterance's VTLP factor (:func:`vtlp_filterbanks`) in training; None: none."""
         with torch.autocast(waves.device.type, enabled=False):
             stft = self.mel.spectrogram(waves.float())  # (B, F, T) complex
-            mel = self.mel.mel_scale(stft.real.square() + stft.imag.square())  # (B, n_mels, T)
+            power = stft.real.square() + stft.imag.square()
+            if warp is None:
+                mel = self.mel.mel_scale(power)  # (B, n_mels, T)
+            else:
+                banks = vtlp_filterbanks(self.mel.mel_scale.fb, warp.float())
+                mel = torch.einsum("bkm,bkt->bmt", banks, power)
         feats = torch.log(mel + LOG_FLOOR).transpose(1, 2)  # (B, T, n_mels)
         return feats, num_frames(wave_lens, self.cfg)
+
+
+def vtlp_filterbanks(fb: Tensor, factors: Tensor, high_hz: float = VTLP_HIGH_HZ) -> Tensor:
+    """Vocal tract length perturbation (Jaitly and Hinton 2013) as per-utterance mel filterbanks.
+
+    The spectrum is warped piecewise linearly before the filterbank: frequency f moves to ``factor * f`` up
+    to ``high_hz * min(factor, 1)``, and above it the rest of the band is mapped linearly onto what is left,
+    so the Nyquist frequency stays put. The warped power at each bin is the original's interpolated
+    linearly, and that interpolation is folded into the filterbank.
+    fb: (F, n_mels) a 16 kHz filterbank over F = n_fft/2 + 1 bins; factors: (B,) -> (B, F, n_mels).
+    """
+    bins = fb.shape[0]
+    nyquist = SAMPLE_RATE / 2
+    freqs = torch.linspace(0.0, nyquist, bins, device=fb.device)  # (F,) the output bins
+    factor = factors.to(fb.device)[:, None]  # (B, 1)
+    knee_out = high_hz * factor.clamp(max=1.0)
+    knee_in = knee_out / factor
+    source = torch.where(  # (B, F) the frequency each output bin reads
+        freqs <= knee_out,
+        freqs / factor,
+        nyquist - (nyquist - freqs) * (nyquist - knee_in) / (nyquist - knee_out),
+    )
+    pos = (source / nyquist * (bins - 1)).clamp(0, bins - 1)
+    low = pos.floor().clamp(max=bins - 2)
+    frac = pos - low
+    low = low.long()
+    interp = torch.zeros(factors.shape[0], bins, bins, device=fb.device)  # (B, out, in)
+    interp.scatter_(2, low[..., None], (1 - frac)[..., None])
+    interp.scatter_add_(2, low[..., None] + 1, frac[..., None])
+    return interp.transpose(1, 2) @ fb
 
 
 class GlobalCMVN(nn.Module):
@@ -104,8 +143,9 @@ class FeatureExtractor(nn.Module):
         self.logmel = LogMel(cfg)
         self.cmvn = GlobalCMVN(cfg.n_mels)
 
-    def forward(self, waves: Tensor, wave_lens: Tensor) -> tuple[Tensor, Tensor]:
-        feats, lens = self.logmel(waves, wave_lens)
+    def forward(self, waves: Tensor, wave_lens: Tensor, warp: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``warp``: (B,) VTLP factors for training (:meth:`LogMel.forward`); None at inference."""
+        feats, lens = self.logmel(waves, wave_lens, warp)
         return self.cmvn(feats, lens), lens
 
 

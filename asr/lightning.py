@@ -141,13 +141,16 @@ class CTCModule(pl.LightningModule):
         return self.recognizer(waves, wave_lens)
 
     def _encode(self, batch: Batch, train: bool) -> tuple[list[Tensor], list[Tensor]]:
-        """Features (+speed perturbation and, from ``specaug.start_step``, SpecAugment when training), then
-        every encoder layer's output (B, T', D) and its lengths (B,)."""
+        """Features (+speed perturbation and, from ``specaug.start_step``, VTLP and SpecAugment when
+        training), then every encoder layer's output (B, T', D) and its lengths (B,)."""
         waves, wave_lens = batch.waves, batch.wave_lens  # (B, S)
         if train:
             waves, wave_lens = change_speed(waves, wave_lens, batch.speed)
-        feats, feat_lens = self.recognizer.frontend(waves, wave_lens)  # (B, T, F)
-        if train and self.global_step >= self.cfg.specaug.start_step:
+        augment = train and self.global_step >= self.cfg.specaug.start_step
+        vtlp = self.cfg.specaug.vtlp if augment else 0.0
+        warp = 1 + vtlp * (2 * torch.rand(len(wave_lens), device=waves.device) - 1) if vtlp else None
+        feats, feat_lens = self.recognizer.frontend(waves, wave_lens, warp)  # (B, T, F)
+        if augment:
             feats = spec_augment(feats, feat_lens, self.cfg.specaug)
         return self.recognizer.encoder.layer_outputs(feats, feat_lens)
 

@@ -85,6 +85,7 @@ INVALID = [
     (["specaug.time_width=1.5"], "specaug.time_width"),
     (["specaug.time_max_frames=-1"], "specaug.time_max_frames"),
     (["specaug.start_step=-1"], "specaug.start_step"),
+    (["specaug.vtlp=0.7"], "specaug.vtlp"),
     (["seed=-1"], "seed"),
     (["exp_dir=''"], "exp_dir"),
     (["model.hidden_size=0"], "model.hidden_size"),

@@ -5,7 +5,15 @@ import torch
 import torchaudio
 
 from asr.config import SpecAugmentConfig
-from asr.features import CMVNAccumulator, FeatureExtractor, LogMel, change_speed, num_frames, spec_augment
+from asr.features import (
+    CMVNAccumulator,
+    FeatureExtractor,
+    LogMel,
+    change_speed,
+    num_frames,
+    spec_augment,
+    vtlp_filterbanks,
+)
 from asr.spec import FeatureConfig
 
 CFG = FeatureConfig()
@@ -48,6 +56,44 @@ def test_padded_batch_equals_items_one_at_a_time():
     torch.testing.assert_close(feats[0], fa[0])
     torch.testing.assert_close(feats[1, : lb[0]], fb[0])
     assert torch.all(feats[1, lb[0] :] == 0)
+
+
+def _tone(hz: float, seconds: float = 0.5) -> torch.Tensor:
+    return 0.1 * torch.sin(2 * math.pi * hz * torch.arange(int(16000 * seconds)) / 16000)
+
+
+def test_vtlp_with_factor_one_is_the_plain_filterbank():
+    logmel = LogMel(CFG)
+    fb = logmel.mel.mel_scale.fb
+    torch.testing.assert_close(vtlp_filterbanks(fb, torch.ones(2)), fb.expand(2, -1, -1))
+    waves = torch.randn(2, 8000, generator=torch.Generator().manual_seed(0)) * 0.1
+    lens = torch.tensor([8000, 8000])
+    torch.testing.assert_close(logmel(waves, lens, torch.ones(2))[0], logmel(waves, lens)[0])
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_vtlp_moves_a_tone_below_the_knee_to_factor_times_its_frequency(factor):
+    logmel = LogMel(CFG)
+    one = torch.tensor([16000 // 2])
+
+    def peak(hz: float, warp: torch.Tensor | None = None) -> int:
+        return int(logmel(_tone(hz)[None], one, warp)[0][0].mean(0).argmax())
+
+    warped = peak(1000.0, torch.tensor([factor]))
+    assert warped == peak(1000.0 * factor) and warped != peak(1000.0)
+
+
+def test_vtlp_warps_each_utterance_of_a_padded_batch_by_its_own_factor():
+    ext = FeatureExtractor(CFG)
+    a, b = _tone(700.0, 0.75), _tone(2500.0, 0.4)
+    batch = torch.zeros(2, len(a))
+    batch[0], batch[1, : len(b)] = a, b
+    factors = torch.tensor([0.92, 1.07])
+    feats, lens = ext(batch, torch.tensor([len(a), len(b)]), factors)
+    fa, _ = ext(a[None], torch.tensor([len(a)]), factors[:1])
+    fb, _ = ext(b[None], torch.tensor([len(b)]), factors[1:])
+    torch.testing.assert_close(feats[0], fa[0])
+    torch.testing.assert_close(feats[1, : lens[1]], fb[0])
 
 
 def test_cmvn_statistics_ignore_padding():

@@ -155,25 +155,36 @@ def test_unreadable_files_are_counted_per_epoch_and_an_empty_batch_moves_no_weig
     assert all(torch.equal(a, b) for a, b in zip(before, after_empty))  # no AdamW step without a file
 
 
-def test_specaugment_starts_at_its_step(tmp_path, monkeypatch):
-    """Masks are drawn only from optimiser step ``specaug.start_step`` on (counted across epochs)."""
+def test_specaugment_and_vtlp_start_at_their_step(tmp_path, monkeypatch):
+    """Masks and VTLP warps are drawn only from optimiser step ``specaug.start_step`` on (counted across
+    epochs), a warp factor per utterance within ``1 +- specaug.vtlp``."""
     import asr.lightning
 
     tok = CharTokenizer.english()
     cfg = _cfg()
-    cfg.specaug.start_step = 3
+    cfg.specaug.start_step, cfg.specaug.vtlp = 3, 0.1
     module = _module(cfg, tok)
-    masked_at = []
+    masked_at, warps = [], []
     real = asr.lightning.spec_augment
 
     def recording(*args, **kwargs):
         masked_at.append(module.global_step)
         return real(*args, **kwargs)
 
+    def warp_hook(frontend, args):
+        if module.training:
+            warps.append((module.global_step, args[2]))
+
     monkeypatch.setattr(asr.lightning, "spec_augment", recording)
+    module.recognizer.frontend.register_forward_pre_hook(warp_hook)
     trainer = _trainer(tmp_path, epochs=2)
     trainer.fit(module, DataLoader([_batch(tok, False)] * 3, batch_size=None))
     assert masked_at == [3, 4, 5]
+    assert [step for step, warp in warps if warp is None] == [0, 1, 2]
+    drawn = torch.stack([warp for step, warp in warps if step >= 3])
+    assert (
+        drawn.shape == (3, 2) and ((drawn - 1).abs() <= 0.1).all() and len(set(drawn.flatten().tolist())) == 6
+    )
 
 
 @pytest.mark.parametrize("shown", [False, True])
