@@ -57,7 +57,7 @@ class LogMel(nn.Module):
             if warp is None:
                 mel = self.mel.mel_scale(power)  # (B, n_mels, T)
             else:
-                banks = vtlp_filterbanks(self.mel.mel_scale.fb, warp.float())
+                banks = vtlp_filterbanks(self.mel.mel_scale.fb, warp)
                 mel = torch.einsum("bkm,bkt->bmt", banks, power)
         feats = torch.log(mel + LOG_FLOOR).transpose(1, 2)  # (B, T, n_mels)
         return feats, num_frames(wave_lens, self.cfg)
@@ -75,7 +75,7 @@ def vtlp_filterbanks(fb: Tensor, factors: Tensor, high_hz: float = VTLP_HIGH_HZ)
     bins = fb.shape[0]
     nyquist = SAMPLE_RATE / 2
     freqs = torch.linspace(0.0, nyquist, bins, device=fb.device)  # (F,) the output bins
-    factor = factors.to(fb.device)[:, None]  # (B, 1)
+    factor = factors.to(fb)[:, None]  # (B, 1), on the filterbank's device and in its dtype
     knee_out = high_hz * factor.clamp(max=1.0)
     knee_in = knee_out / factor
     source = torch.where(  # (B, F) the frequency each output bin reads
