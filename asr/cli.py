@@ -200,6 +200,12 @@ def _decoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lexicon-free", action="store_true", help="beam search: any character string is a word")
     p.add_argument("--beam-size", type=int, default=50, help="hypotheses kept per frame (default 50)")
     p.add_argument(
+        "--beam-size-token",
+        type=int,
+        help="beam search: tokens tried per frame, the likeliest first (default: all; with many pieces and "
+        "--lexicon-free, 8 to 16 keeps it fast)",
+    )
+    p.add_argument(
         "--lm-weight", type=float, default=2.0, help="times the LM's log10 probability (default 2)"
     )
     p.add_argument("--word-score", type=float, default=0.0, help="added per word (default 0)")
@@ -224,6 +230,7 @@ def _decoder_config(args: argparse.Namespace) -> DecoderConfig:
     return DecoderConfig(
         kind=args.decoder,
         beam_size=args.beam_size,
+        beam_size_token=args.beam_size_token,
         lm=args.lm,
         lexicon=args.lexicon,
         lexicon_free=args.lexicon_free,

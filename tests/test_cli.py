@@ -344,6 +344,16 @@ def test_hotword_option():
     assert out.returncode == EXIT_USAGE and "beam" in out.stderr
 
 
+def test_beam_size_token_option(trained_model, corpus):
+    greedy = asr("evaluate", corpus["test"], "--model", trained_model)
+    beam = ("--decoder", "beam", "--beam-size-token", 1)
+    one = asr("evaluate", corpus["test"], "--model", trained_model, *beam)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert one.stdout.splitlines()[0] == greedy.stdout.splitlines()[0]  # one token a frame: greedy's path
+    bad = asr("evaluate", "m.jsonl", "--model", "m.pt", "--decoder", "beam", "--beam-size-token", 0)
+    assert bad.returncode == EXIT_USAGE and "beam_size_token must be at least 1, got 0" in bad.stderr
+
+
 @pytest.mark.parametrize(
     ("device", "message"),
     [("bogus", "device 'bogus': not a torch device"), ("cuda:7", "device 'cuda:7': ")],

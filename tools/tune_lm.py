@@ -3,6 +3,7 @@
 Usage:
     python tools/tune_lm.py dev.jsonl --model exp/an4/model.pt --lm lm.arpa [--lexicon lexicon.txt]
         [--lexicon-free] [--lm-weights=0,0.5,1,2,3] [--word-scores=-1,0,1,2] [--beam-size 50]
+        [--beam-size-token N]
         [--processes 2] [--device cpu]
 
 The model runs once over the manifest; its log-probabilities are then beam-decoded with every
@@ -46,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lm-weights", type=_floats, default=list(LM_WEIGHTS), help="comma-separated")
     p.add_argument("--word-scores", type=_floats, default=list(WORD_SCORES), help="comma-separated")
     p.add_argument("--beam-size", type=int, default=50)
+    p.add_argument("--beam-size-token", type=int, help="tokens tried per frame (default: all)")
     p.add_argument("--processes", type=int, default=1, help="decoding worker processes (default 1)")
     p.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
     return p
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     base = DecoderConfig(
         kind="beam",
         beam_size=args.beam_size,
+        beam_size_token=args.beam_size_token,
         lm=args.lm,
         lexicon=args.lexicon,
         lexicon_free=args.lexicon_free,
