@@ -11,7 +11,7 @@ import argparse
 import json
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asr.errors import EXIT_AUDIO, EXIT_OUTPUT, AsrError, AudioFailure, DataError, UsageError, run_main
 from asr.longform import OVERLAP_S, WINDOW_S
@@ -190,12 +190,15 @@ def _hotword(value: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _decoder_arguments(p: argparse.ArgumentParser) -> None:
-    """The decoding options shared by transcribe and evaluate."""
+def add_beam_arguments(p: argparse.ArgumentParser, lm_required: bool = False) -> None:
+    """Beam search's options, declared once for the ``asr`` commands and the tools (read by
+    :func:`beam_config`): ``--lm``, ``--lexicon``, ``--lexicon-free``, ``--beam-size`` and
+    ``--beam-size-token``."""
     p.add_argument(
-        "--decoder", choices=("greedy", "beam"), default="greedy", help="greedy (default) or beam search"
+        "--lm",
+        required=lm_required,
+        help="word n-gram LM for beam search: ARPA (tools/build_lm.py) or KenLM binary",
     )
-    p.add_argument("--lm", help="word n-gram LM for beam search: ARPA (tools/build_lm.py) or KenLM binary")
     p.add_argument("--lexicon", help="'word c h a r s |' lines (default with --lm: the LM's words)")
     p.add_argument("--lexicon-free", action="store_true", help="beam search: any character string is a word")
     p.add_argument("--beam-size", type=int, default=50, help="hypotheses kept per frame (default 50)")
@@ -205,6 +208,28 @@ def _decoder_arguments(p: argparse.ArgumentParser) -> None:
         help="beam search: tokens tried per frame, the likeliest first (default: all; with 512 pieces, "
         "--lexicon-free and --lm, 8 took seconds per utterance where all took minutes)",
     )
+
+
+def beam_config(args: argparse.Namespace, **fields: Any) -> DecoderConfig:
+    """A :class:`DecoderConfig` from the options of :func:`add_beam_arguments`, plus ``fields``."""
+    from asr.decoding import DecoderConfig
+
+    return DecoderConfig(
+        beam_size=args.beam_size,
+        beam_size_token=args.beam_size_token,
+        lm=args.lm,
+        lexicon=args.lexicon,
+        lexicon_free=args.lexicon_free,
+        **fields,
+    )
+
+
+def _decoder_arguments(p: argparse.ArgumentParser) -> None:
+    """The decoding options shared by transcribe and evaluate."""
+    p.add_argument(
+        "--decoder", choices=("greedy", "beam"), default="greedy", help="greedy (default) or beam search"
+    )
+    add_beam_arguments(p)
     p.add_argument(
         "--lm-weight", type=float, default=2.0, help="times the LM's log10 probability (default 2)"
     )
@@ -225,15 +250,9 @@ def _decoder_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _decoder_config(args: argparse.Namespace) -> DecoderConfig:
-    from asr.decoding import DecoderConfig
-
-    return DecoderConfig(
+    return beam_config(
+        args,
         kind=args.decoder,
-        beam_size=args.beam_size,
-        beam_size_token=args.beam_size_token,
-        lm=args.lm,
-        lexicon=args.lexicon,
-        lexicon_free=args.lexicon_free,
         lm_weight=args.lm_weight,
         word_score=args.word_score,
         nbest=getattr(args, "nbest", 1),

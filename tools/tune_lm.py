@@ -18,7 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from asr.decoding import DecodePool, DecoderConfig
+from asr.cli import add_beam_arguments, beam_config
+from asr.decoding import DecodePool
 from asr.errors import EXIT_AUDIO, run_main
 from asr.inference import Transcriber
 from asr.metrics import ErrorCounts
@@ -41,13 +42,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("manifest", help="dev JSONL manifest")
     p.add_argument("--model", required=True, help="model file (exported or a training checkpoint)")
-    p.add_argument("--lm", required=True, help="word n-gram LM (ARPA, or KenLM binary with --lexicon)")
-    p.add_argument("--lexicon", help="lexicon file (default: the LM's unigrams)")
-    p.add_argument("--lexicon-free", action="store_true", help="any character string is a word")
+    add_beam_arguments(p, lm_required=True)
     p.add_argument("--lm-weights", type=_floats, default=list(LM_WEIGHTS), help="comma-separated")
     p.add_argument("--word-scores", type=_floats, default=list(WORD_SCORES), help="comma-separated")
-    p.add_argument("--beam-size", type=int, default=50)
-    p.add_argument("--beam-size-token", type=int, help="tokens tried per frame (default: all)")
     p.add_argument("--processes", type=int, default=1, help="decoding worker processes (default 1)")
     p.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
     return p
@@ -55,14 +52,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    base = DecoderConfig(
-        kind="beam",
-        beam_size=args.beam_size,
-        beam_size_token=args.beam_size_token,
-        lm=args.lm,
-        lexicon=args.lexicon,
-        lexicon_free=args.lexicon_free,
-    )
+    base = beam_config(args, kind="beam")
     transcriber = Transcriber.load(args.model, args.device)
     emitted = transcriber.emit(args.manifest)
     for error in emitted.skipped:
