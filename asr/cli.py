@@ -197,7 +197,7 @@ def add_beam_arguments(p: argparse.ArgumentParser, lm_required: bool = False) ->
     p.add_argument(
         "--lm",
         required=lm_required,
-        help="word n-gram LM for beam search: ARPA (tools/build_lm.py) or KenLM binary",
+        help="word n-gram LM for beam search: ARPA (tools/build_lm.py), or a KenLM binary with --lexicon",
     )
     p.add_argument("--lexicon", help="'word c h a r s |' lines (default with --lm: the LM's words)")
     p.add_argument("--lexicon-free", action="store_true", help="beam search: any character string is a word")
