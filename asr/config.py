@@ -85,6 +85,11 @@ class OptimConfig:
     final_lr_ratio: float = 0.02  # cosine decay from lr to lr * final_lr_ratio at the last step
     hold_fraction: float = 0.0  # share of the steps after warm-up held at the peak before the decay starts
     grad_clip: float = 5.0
+    # Weight noise (Graves et al. 2013): Gaussian noise of this std added to the RNN layers' weight matrices
+    # for each training batch, the gradient taken at the noisy weights and the step applied to the clean
+    # ones; 0: off. From weight_noise_start (an optimiser step), once the model has left CTC's blank start.
+    weight_noise: float = 0.0
+    weight_noise_start: int = 0
 
 
 @dataclass
@@ -264,6 +269,8 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("optim.final_lr_ratio", lambda v: _finite(v) and 0 <= v <= 1, "a ratio in [0, 1]"),
     ("optim.hold_fraction", lambda v: _finite(v) and 0 <= v < 1, "a share in [0, 1)"),
     ("optim.grad_clip", lambda v: _finite(v) and v > 0, "a gradient norm > 0"),
+    ("optim.weight_noise", lambda v: _finite(v) and v >= 0, "a standard deviation >= 0"),
+    ("optim.weight_noise_start", lambda v: v >= 0, ">= 0"),
     ("trainer.max_epochs", lambda v: v == -1 or v >= 1, ">= 1 (or -1: no limit, with trainer.max_steps)"),
     ("trainer.max_steps", lambda v: v == -1 or v >= 1, ">= 1 (or -1: no limit)"),
     ("trainer.max_time", lambda v: not v or bool(_MAX_TIME.match(v)), "empty or DD:HH:MM:SS"),

@@ -131,6 +131,7 @@ class CTCModule(pl.LightningModule):
         self._unreadable = 0  # training files skipped this epoch because they could not be read
         self._eval_counts = ErrorCounts()
         self._eval_loss = torch.zeros(2, dtype=torch.float64)  # (sum of losses, target tokens)
+        self._clean: list[Tensor] = []  # the RNN weights without noise while a noisy batch trains
 
     @property
     def skipped_steps(self) -> int:
@@ -209,10 +210,31 @@ class CTCModule(pl.LightningModule):
         self._unreadable += batch.skipped
         if not len(batch):  # every file of the batch was unreadable: a zero gradient keeps DDP ranks in step
             return sum(p.sum() for p in self.parameters()) * 0.0
+        o = self.cfg.optim
+        if o.weight_noise and self.global_step >= o.weight_noise_start:
+            self._add_weight_noise(o.weight_noise)
         loss = self.train_loss(batch)
         # the progress bar reads its values on the host after every step: a GPU sync, so only when it is shown
         self.log("train/loss", loss.detach(), prog_bar=self.cfg.trainer.progress_bar, batch_size=len(batch))
         return loss
+
+    def _noisy_weights(self) -> list[Tensor]:
+        return [p for p in self.recognizer.encoder.rnns.parameters() if p.ndim >= 2]
+
+    @torch.no_grad()
+    def _add_weight_noise(self, std: float) -> None:
+        """Keep the clean RNN weight matrices and add Gaussian noise to them (``optim.weight_noise``)."""
+        weights = self._noisy_weights()
+        self._clean = [w.detach().clone() for w in weights]
+        for w in weights:
+            w.add_(torch.randn_like(w), alpha=std)
+
+    @torch.no_grad()
+    def on_after_backward(self) -> None:
+        """Put the clean weights back once the gradient at the noisy ones is taken: the step moves them."""
+        for w, clean in zip(self._noisy_weights(), self._clean):
+            w.copy_(clean)
+        self._clean = []
 
     def configure_gradient_clipping(
         self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None

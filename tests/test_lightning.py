@@ -225,6 +225,52 @@ def test_fit_step_outside_a_trainer_is_the_trainers_step(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(before, stepped.parameters()))  # the poisoned step: skipped
 
 
+def test_weight_noise_perturbs_the_forward_and_never_the_kept_weights(tmp_path):
+    """From ``optim.weight_noise_start`` each batch runs on RNN weights with Gaussian noise of the configured
+    std and its gradient is taken there; the optimiser steps from the clean weights, which move by AdamW's
+    small step only."""
+    tok = CharTokenizer.english()
+    cfg = _cfg()
+    cfg.model.dropout = 0.0
+    cfg.specaug.freq_masks = cfg.specaug.time_masks = 0
+    cfg.optim.lr, cfg.optim.warmup_steps = 1e-4, 1
+    cfg.optim.weight_noise, cfg.optim.weight_noise_start = 0.05, 2
+    module = _module(cfg, tok)
+    batch = _batch(tok, False)
+    seen, kept, grads, clean_grads = [], [], [], []
+
+    def weights():
+        return [p.detach().clone() for p in module.recognizer.encoder.rnns.parameters() if p.ndim >= 2]
+
+    first = module.recognizer.encoder.rnns[0]
+    first.register_forward_pre_hook(lambda m, args: seen.append(weights()) if m is first else None)
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            kept.append(weights())
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            rnns = pl_module.recognizer.encoder.rnns
+            grads.append([p.grad.clone() for p in rnns.parameters() if p.ndim >= 2])
+            twin = copy.deepcopy(pl_module)  # the clean weights' gradient, by the same loss
+            twin.zero_grad()
+            twin.train_loss(batch).backward()
+            clean_grads.append([p.grad for p in twin.recognizer.encoder.rnns.parameters() if p.ndim >= 2])
+
+    _trainer(tmp_path, callbacks=[Record()]).fit(module, DataLoader([batch] * 5, batch_size=None))
+    kept.append(weights())
+    for step in range(5):
+        noise = torch.cat([(s - k).flatten() for s, k in zip(seen[step], kept[step])])
+        moved = max((a - b).abs().max() for a, b in zip(kept[step + 1], kept[step]))
+        assert 0 < moved < 3 * cfg.optim.lr  # AdamW's step from the clean weights: no noise left behind
+        same_grad = all(torch.allclose(g, c, atol=1e-6) for g, c in zip(grads[step], clean_grads[step]))
+        if step < 2:
+            assert torch.equal(noise, torch.zeros_like(noise)) and same_grad
+        else:
+            assert noise.std() == pytest.approx(0.05, rel=0.1) and abs(noise.mean()) < 0.005
+            assert not same_grad  # the gradient was taken at the noisy weights
+
+
 def _aux_cfg(reduce_after: int = 0) -> Config:
     model = ModelConfig(hidden_size=16, num_layers=2, conv_channels=4, dropout=0.0, reduce_after=reduce_after)
     cfg = Config(model=model)
