@@ -1,7 +1,7 @@
-"""Every entry point, run as a user runs it: each ``asr`` subcommand and each tools/ script is given a missing
-input, an output it cannot write and a full standard output (``> /dev/full``); each must end with its
-documented exit code (asr.errors) and one ``error:`` line, never a traceback. Each case is recorded for
-RELIABILITY.md.
+"""Every entry point, run as a user runs it: each ``asr`` subcommand, tools/ script and recipe script is
+given a missing input, an output it cannot write and a full standard output (``> /dev/full``); each must end
+with its documented exit code (asr.errors) and one ``error:`` line, never a traceback. Each case is recorded
+for RELIABILITY.md.
 """
 
 from __future__ import annotations
@@ -63,6 +63,18 @@ def _asr(*args: str | Callable[[Paths], str]) -> Args:
 
 def _tool(name: str, *args: str | Callable[[Paths], str]) -> Args:
     return lambda p: [str(ROOT / "tools" / name), *(a(p) if callable(a) else a for a in args)]
+
+
+def _recipe(script: str, *args: str | Callable[[Paths], str]) -> Args:
+    return lambda p: [str(ROOT / "recipes" / script), *(a(p) if callable(a) else a for a in args)]
+
+
+def _missing_corpus(script: str, says: str) -> dict:
+    """A recipe script given a corpus folder that does not exist: a data error before any work."""
+    args = ["--data-dir", lambda p: str(p.missing), "--out-dir", lambda p: str(p.tmp / "prep")]
+    if script.endswith("train.py"):
+        args += ["--exp-dir", lambda p: str(p.tmp / "exp")]
+    return {"missing input": (_recipe(script, *args), False, EXIT_DATA, says)}
 
 
 def _train(exp: Callable[[Paths], str], train: Callable[[Paths], str] = lambda p: str(p.train)) -> Args:
@@ -166,14 +178,33 @@ CASES: dict[str, dict[str, tuple[Args, bool, int, str]]] = {
                               "--lm", lambda p: str(p.lm), "--lm-weights", "0.5", "--word-scores", "0",
                               "--beam-size", "4"), True, EXIT_OUTPUT, FULL),
     },
+    **{f"recipes/{script}": _missing_corpus(script, says) for script, says in [
+        ("an4/prepare.py", "not an AN4 tree"), ("an4/train.py", "not an AN4 tree"),
+        ("librispeech/prepare.py", "no train-clean-100 in"),
+        ("librispeech/train.py", "no train-clean-100 in"),
+        ("mini_librispeech/prepare.py", "no train-clean-5 in"),
+        ("mini_librispeech/train.py", "no train-clean-5 in"),
+    ]},
+    "recipes/synthetic/prepare.py": {
+        "unwritable output": (_recipe("synthetic/prepare.py", "--out-dir", lambda p: str(p.blocker / "syn"),
+                                      "--train", "2", "--dev", "1", "--test", "1"), False, EXIT_OUTPUT,
+                              "a-file/syn"),
+    },
+    "recipes/synthetic/train.py": {
+        "unwritable output": (_recipe("synthetic/train.py", "--out-dir", lambda p: str(p.blocker / "syn"),
+                                      "--exp-dir", lambda p: str(p.tmp / "exp"), "--train", "2", "--dev", "1",
+                                      "--test", "1"), False, EXIT_OUTPUT, "a-file/syn"),
+    },
 }  # fmt: skip
 
 
 def test_every_entry_point_has_cases():
     sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
-    found = {f"asr {name}" for name in sub.choices} | {
-        f"tools/{p.name}" for p in (ROOT / "tools").glob("*.py")
-    }
+    found = (
+        {f"asr {name}" for name in sub.choices}
+        | {f"tools/{p.name}" for p in (ROOT / "tools").glob("*.py")}
+        | {f"recipes/{p.parent.name}/{p.name}" for p in (ROOT / "recipes").glob("*/*.py")}
+    )
     assert found == set(CASES)
 
 

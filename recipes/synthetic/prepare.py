@@ -11,8 +11,10 @@ manifests already hold the requested counts; delete them to rebuild with another
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from asr.errors import run_main
 from asr.manifest import read_manifest
 from asr.synth import make_corpus
 
@@ -41,4 +43,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))
