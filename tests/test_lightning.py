@@ -239,8 +239,11 @@ def test_weight_noise_perturbs_the_forward_and_never_the_kept_weights(tmp_path):
     batch = _batch(tok, False)
     seen, kept, grads, clean_grads = [], [], [], []
 
+    def matrices(m: CTCModule) -> list[torch.Tensor]:
+        return [p for p in m.recognizer.encoder.rnns.parameters() if p.ndim >= 2]
+
     def weights():
-        return [p.detach().clone() for p in module.recognizer.encoder.rnns.parameters() if p.ndim >= 2]
+        return [p.detach().clone() for p in matrices(module)]
 
     first = module.recognizer.encoder.rnns[0]
     first.register_forward_pre_hook(lambda m, args: seen.append(weights()) if m is first else None)
@@ -250,12 +253,11 @@ def test_weight_noise_perturbs_the_forward_and_never_the_kept_weights(tmp_path):
             kept.append(weights())
 
         def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-            rnns = pl_module.recognizer.encoder.rnns
-            grads.append([p.grad.clone() for p in rnns.parameters() if p.ndim >= 2])
+            grads.append([p.grad.clone() for p in matrices(pl_module)])
             twin = copy.deepcopy(pl_module)  # the clean weights' gradient, by the same loss
             twin.zero_grad()
             twin.train_loss(batch).backward()
-            clean_grads.append([p.grad for p in twin.recognizer.encoder.rnns.parameters() if p.ndim >= 2])
+            clean_grads.append([p.grad for p in matrices(twin)])
 
     _trainer(tmp_path, callbacks=[Record()]).fit(module, DataLoader([batch] * 5, batch_size=None))
     kept.append(weights())
