@@ -39,7 +39,7 @@ from asr.manifest import Utterance, read_manifest
 from asr.metrics import ErrorCounts
 from asr.outputs import check_output_dir, write_text_atomic
 from asr.plot import plot_curves
-from asr.train import train
+from asr.train import resolve_precision, train
 from asr.tuning import Tuned, tune_lm
 
 log = logging.getLogger(__name__)
@@ -324,7 +324,7 @@ def run_recipe(
         "devices": world,
         "device_hours": round(train_seconds * world / 3600, 3),
         "parameters": sum(p.numel() for p in transcriber.recognizer.parameters()),
-        "precision": cfg.trainer.precision,
+        "precision": resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),  # what ran
         "best_checkpoint": os.path.relpath(best, exp),
         "selected_by": f"val/{cfg.trainer.select_by}",
         "command": command,

@@ -15,6 +15,7 @@ from asr.errors import ConfigError, UsageError
 from asr.inference import Transcriber
 from asr.manifest import read_manifest
 from asr.recipe import LMSource, recipe_config, run_recipe
+from asr.train import resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,6 +64,7 @@ def test_synthetic_demo_from_another_folder(tmp_path, tiny_model):
     lm = results["lm"]
     assert lm["source"] == "training transcripts" and lm["order"] == 3 and lm["tuning_utterances"] == 4
     assert (tmp_path / "exp" / "lm.arpa").is_file() and "recipes/synthetic/train.py" in results["command"]
+    assert results["precision"] == resolve_precision("auto", "cpu")  # the demo config's "auto", as it ran
     assert (tmp_path / "exp" / "checkpoints" / "last.ckpt").is_file()
 
 
@@ -73,6 +75,7 @@ def test_an4_recipe_on_a_fake_tree_and_its_rerun(tmp_path, tiny_model):
         *("--data-dir", str(tmp_path / "an4"), "--out-dir", str(tmp_path / "data")),
         *("--exp-dir", str(tmp_path / "exp"), "--lm-order", "0"),
         *tiny_model,
+        *("model.num_layers=2", "aux_ctc.layer=1"),  # the recipe's intermediate CTC, below the top layer
         "data.min_duration=0.0",
     ]
     out = run("recipes/an4/train.py", *command, "trainer.max_epochs=1")
