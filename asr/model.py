@@ -85,7 +85,8 @@ class RNNLayer(nn.Module):
     on each sequence reversed within its length. This gives the outputs of packed sequences at the speed of
     the padded kernels. Measured alternatives: on CPU, oneDNN's packed path is several times slower; on an
     H200, cuDNN's packed bidirectional call ran the RNN layers at 60 TFLOP/s against 105 for this, and
-    overlapping the two directions on two CUDA streams gained nothing (benchmarks/RESULTS.md).
+    overlapping the two directions on two CUDA streams gained nothing (benchmarks/RESULTS.md). The ONNX
+    export writes the layer as one recurrent node over both directions instead (:mod:`asr.onnx_export`).
     """
 
     def __init__(self, rnn_type: str, input_size: int, hidden_size: int, bidirectional: bool) -> None:

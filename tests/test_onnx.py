@@ -73,6 +73,26 @@ def test_layer_norm_and_pyramidal_reduction_export(exported, corpus, tmp_path):
     _assert_same_log_probs(Transcriber(recognizer), onnx, _waves(corpus)[-4:])
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [{"rnn_type": "gru"}, {"rnn_type": "rnn"}, {"bidirectional": False}],
+    ids=["gru", "tanh-rnn", "one-way-lstm"],
+)
+def test_every_rnn_exports_as_one_node_per_layer(exported, corpus, tmp_path, changes):
+    """GRUs, tanh RNNs and one-way layers (random weights) export as one ONNX recurrent node per layer, given
+    each sequence's length, and run the same in onnxruntime at every length."""
+    import onnx
+
+    spec = exported[0].spec
+    spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, num_layers=2, **changes))
+    torch.manual_seed(0)
+    recognizer = Recognizer(spec)
+    path = export_onnx(recognizer, tmp_path / "rnn.onnx")
+    nodes = [node for node in onnx.load(path).graph.node if node.op_type in {"LSTM", "GRU", "RNN"}]
+    assert len(nodes) == 2 and all(len(node.input) == 5 for node in nodes)  # X, W, R, B, sequence_lens
+    _assert_same_log_probs(Transcriber(recognizer), OnnxRecognizer(path), _waves(corpus)[-4:])
+
+
 def test_numpy_frontend_is_torchs(exported, corpus):
     """The same window and mel filterbank, bit for bit; normalised features within 1e-4, padding 0."""
     transcriber, path = exported
