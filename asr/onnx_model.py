@@ -12,6 +12,7 @@ runs as it is. It offers what :class:`asr.inference.Transcriber` uses of :class:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from asr.errors import ModelFileError, UsageError, first_line
 from asr.numpy_frontend import NumpyFrontEnd
 from asr.spec import ModelSpec
 from asr.text import Tokenizer, TokenizerError, tokenizer_from_dict
+from asr.threads import env_threads
 
 SPEC_KEY = "asr_spec"  # the metadata entry holding the model spec as JSON
 FRONTEND_KEY = "asr_frontend"  # the metadata entry holding the front end's constants (asr.numpy_frontend)
@@ -37,7 +39,8 @@ def is_onnx(path: str | Path) -> bool:
 class OnnxRecognizer:
     """An ONNX file's recogniser on onnxruntime's CPU provider: waveforms -> CTC log-probabilities.
 
-    ``threads`` caps onnxruntime's intra-op threads (0: its default). Raises :class:`UsageError` without
+    ``threads`` caps onnxruntime's intra-op threads (0: ``OMP_NUM_THREADS`` when set, the count torch takes
+    from it, else onnxruntime's default). Raises :class:`UsageError` without
     onnxruntime and :class:`ModelFileError` for a missing, unreadable or foreign file.
     """
 
@@ -51,6 +54,7 @@ class OnnxRecognizer:
             raise ModelFileError(f"{path}: model file not found")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
+        threads = threads or env_threads(os.environ) or 0
         if threads > 0:
             options.intra_op_num_threads = threads
         try:

@@ -8,13 +8,18 @@ memory (median of ``--repeats``), torch's ``Transcriber.emissions`` and onnxrunt
 ``OnnxRecognizer.emissions`` (the front end in NumPy, then the encoder and log-softmax), and checks that their
 log-probabilities agree (largest absolute difference) and that greedy transcripts of both are identical.
 The same for the int8 export (``asr export --int8``). Prints the real-time factor of each and their ratio
-to torch's (below 1 is faster).
+to torch's (below 1 is faster). Then the whole ``asr transcribe --manifest`` command on each of the three
+models, start-up and file reading included (``OMP_NUM_THREADS`` sets the threads of both backends; the three
+in turn, median of ``--repeats`` rounds), and whether its transcripts equal torch's.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +42,15 @@ def timed(run, repeats: int) -> tuple[float, object]:
         result = run()
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
+
+
+def transcribe_command(model: Path | str, manifest: str, threads: int) -> tuple[float, str]:
+    """Seconds of one ``asr transcribe --manifest`` process on ``threads`` threads, and what it printed."""
+    command = [sys.executable, "-m", "asr.cli", "transcribe", "--manifest", manifest, "--model", str(model)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    done = subprocess.run([*command, "--quiet"], env=env, capture_output=True, text=True, check=True)
+    return time.perf_counter() - start, done.stdout
 
 
 def texts(transcriber, emissions) -> list[str]:
@@ -77,6 +91,21 @@ def main() -> None:
                 print(
                     f"{threads:7d}  {name:5s}  {t_onnx / audio:.5f}  {t_onnx / t_torch:7.2f}  {diff:10.2e}  "
                     f"{same}/{len(waves)}"
+                )
+        print("asr transcribe, whole process:")
+        print("threads  model  RTF      / torch  same transcripts")
+        models = {"torch": args.model, **paths}
+        for threads in args.threads:
+            runs = [
+                {name: transcribe_command(m, args.manifest, threads) for name, m in models.items()}
+                for _ in range(args.repeats)
+            ]
+            seconds = {name: statistics.median(run[name][0] for run in runs) for name in models}
+            for name in models:
+                same = runs[-1][name][1] == runs[-1]["torch"][1]
+                print(
+                    f"{threads:7d}  {name:5s}  {seconds[name] / audio:.5f}  "
+                    f"{seconds[name] / seconds['torch']:7.2f}  {same}"
                 )
 
 

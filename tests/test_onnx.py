@@ -93,6 +93,15 @@ def test_every_rnn_exports_as_one_node_per_layer(exported, corpus, tmp_path, cha
     _assert_same_log_probs(Transcriber(recognizer), OnnxRecognizer(path), _waves(corpus)[-4:])
 
 
+def test_omp_num_threads_caps_onnxruntime_as_it_caps_torch(exported, monkeypatch):
+    _, path = exported
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert OnnxRecognizer(path).session.get_session_options().intra_op_num_threads == 1
+    assert OnnxRecognizer(path, threads=2).session.get_session_options().intra_op_num_threads == 2
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert OnnxRecognizer(path).session.get_session_options().intra_op_num_threads == 0
+
+
 def test_numpy_frontend_is_torchs(exported, corpus):
     """The same window and mel filterbank, bit for bit; normalised features within 1e-4, padding 0."""
     transcriber, path = exported
