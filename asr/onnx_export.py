@@ -64,11 +64,11 @@ def export_onnx(recognizer: Recognizer, dest: str | Path, int8: bool = False) ->
 _ONNX_RNNS = {nn.LSTM: ("LSTM", (0, 3, 1, 2)), nn.GRU: ("GRU", (1, 0, 2)), nn.RNN: ("RNN", (0,))}
 
 
-def _onnx_rnn_op(layer: RNNLayer, op: str, hidden: int) -> type[torch.autograd.Function]:
+def _onnx_rnn_op(layer: RNNLayer, op: str) -> type[torch.autograd.Function]:
     """``layer`` as an autograd function that exports as one ONNX recurrent node over the padded batch:
     its ``forward`` runs the torch layer (the tracer needs its output), its ``symbolic`` is the export."""
     direction = "forward" if layer.backward_rnn is None else "bidirectional"
-    attrs = {"hidden_size_i": hidden, "direction_s": direction}
+    attrs = {"hidden_size_i": layer.forward_rnn.hidden_size, "direction_s": direction}
     if op == "GRU":
         attrs["linear_before_reset_i"] = 1  # torch's GRU applies the reset gate after the matrix product
 
@@ -97,7 +97,7 @@ class _OnnxRNNLayer(nn.Module):
         super().__init__()
         rnns = [rnn for rnn in (layer.forward_rnn, layer.backward_rnn) if rnn is not None]
         op, order = _ONNX_RNNS[type(layer.forward_rnn)]
-        self.op = _onnx_rnn_op(layer, op, layer.forward_rnn.hidden_size)
+        self.op = _onnx_rnn_op(layer, op)
 
         def gates(t: Tensor) -> Tensor:
             chunks = t.chunk(len(order))

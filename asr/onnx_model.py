@@ -40,8 +40,8 @@ class OnnxRecognizer:
     """An ONNX file's recogniser on onnxruntime's CPU provider: waveforms -> CTC log-probabilities.
 
     ``threads`` caps onnxruntime's intra-op threads (0: ``OMP_NUM_THREADS`` when set, the count torch takes
-    from it, else onnxruntime's default). Raises :class:`UsageError` without
-    onnxruntime and :class:`ModelFileError` for a missing, unreadable or foreign file.
+    from it, else onnxruntime's default). Raises :class:`UsageError` without onnxruntime and
+    :class:`ModelFileError` for a missing, unreadable or foreign file.
     """
 
     def __init__(self, path: str | Path, threads: int = 0) -> None:
