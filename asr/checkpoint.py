@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,19 +143,39 @@ def is_training_checkpoint(path: str | Path) -> bool:
     return isinstance(ckpt, dict) and any(k in ckpt for k in TRAINING_KEYS)
 
 
-def export_model(src: str | Path, dest: str | Path) -> None:
-    """Write an inference-only model file (spec, training config, weights) from a checkpoint.
+def _mean_state(paths: Sequence[Path], spec: ModelSpec) -> dict[str, torch.Tensor]:
+    """The mean of the recogniser weights of ``paths`` (checkpoint averaging), which must all hold a model of
+    ``spec``; tensors that are not floating point (counters) are the last file's."""
+    total: dict[str, torch.Tensor] = {}
+    for path in paths:
+        ckpt = load_checkpoint(path)
+        state = recognizer_state(ckpt)
+        if model_spec(ckpt, path) != spec or (total and state.keys() != total.keys()):
+            raise CheckpointError(f"{path}: a different model than {paths[0]}; only like models average")
+        for k, v in state.items():
+            total[k] = total.get(k, 0) + v.double() if v.is_floating_point() else v
+    return {k: (v / len(paths)).float() if v.is_floating_point() else v for k, v in total.items()}
 
-    Refused with :class:`OutputError`, before anything is read, when ``dest`` is ``src`` or a training
-    checkpoint: replacing one would leave its run unable to resume.
+
+def export_model(src: str | Path | Sequence[str | Path], dest: str | Path) -> None:
+    """Write an inference-only model file (spec, training config, weights) from a checkpoint, or from the mean
+    of several checkpoints' weights (checkpoint averaging; they must share one model spec).
+
+    Refused with :class:`OutputError`, before anything is read, when ``dest`` is one of the sources or a
+    training checkpoint: replacing one would leave its run unable to resume.
     """
-    refuse_overwrite(dest, [src])
+    paths = [Path(src)] if isinstance(src, (str, Path)) else [Path(s) for s in src]
+    if not paths:
+        raise CheckpointError("no checkpoints to export")
+    refuse_overwrite(dest, paths)
     if Path(dest).is_file() and is_training_checkpoint(dest):
         raise OutputError(
             f"{dest}: is a training checkpoint; refusing to replace it with an inference-only model"
         )
-    ckpt = load_checkpoint(src)
-    model = recognizer_from_checkpoint(ckpt, src)
+    ckpt = load_checkpoint(paths[0])
+    model = recognizer_from_checkpoint(ckpt, paths[0])
+    if len(paths) > 1:
+        model.load_state_dict(_mean_state(paths, model_spec(ckpt, paths[0])))
     save_atomic(
         {"asr": checkpoint_payload(model, training_config(ckpt)), "state_dict": model.state_dict()}, dest
     )

@@ -276,7 +276,7 @@ def _train(args: argparse.Namespace) -> int:
     from asr.train import train
 
     cfg = load_config(args.config, args.overrides)
-    print(f"best checkpoint: {train(cfg)}")
+    print(f"model checkpoint(s): {', '.join(str(p) for p in train(cfg))}")
     return 0
 
 

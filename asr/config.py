@@ -111,6 +111,10 @@ class TrainerConfig:
     # some spelling beats it.
     select_by: str = "cer"
     keep_best: int = 1  # best-*.ckpt kept by the select_by metric (to average the best K)
+    # K > 0: the run's model is the mean of its weights at the end of its last K epochs (epoch-*.ckpt, weights
+    # only), not the best checkpoint by select_by. A small dev set picks by its noise: on AN4 (51 dev files)
+    # the epoch with the lowest dev CER gave 7.38% test WER on average over 4 runs, the last one 6.44%.
+    average_last: int = 0
     val_every_n_epochs: int = 1
     log_every_n_steps: int = 20
     progress_bar: bool = True  # with the training loss in it, which costs a host-GPU sync every step
@@ -283,6 +287,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.keep_last", lambda v: v >= 0, ">= 0"),
     ("trainer.select_by", lambda v: v in SELECT_BY, " or ".join(SELECT_BY)),
     ("trainer.keep_best", lambda v: v >= 1, ">= 1"),
+    ("trainer.average_last", lambda v: v >= 0, ">= 0 (0: the best checkpoint by select_by)"),
     ("trainer.val_every_n_epochs", lambda v: v >= 1, ">= 1"),
     ("trainer.log_every_n_steps", lambda v: v >= 1, ">= 1"),
     ("trainer.threads", lambda v: v >= 0, ">= 0 (0: the cores idle at start)"),

@@ -5,7 +5,7 @@ the exported model runs once over each evaluation set (:meth:`asr.inference.Tran
 log-probabilities are scored greedily and, with an LM, by beam search whose LM weight and word score are
 tuned on the validation manifest (:mod:`asr.tuning`). ``EXP_DIR`` then holds:
 
-- ``model.pt``: the exported best checkpoint;
+- ``model.pt``: the exported best checkpoint, or the mean of the last K epochs (``trainer.average_last``);
 - ``reports/<decoder>/<set>.jsonl``: one line per utterance (reference, hypothesis, errors);
 - ``results.json``: one format for every recipe (see :func:`run_recipe`);
 - ``RESULTS.md``: the same as a table, with the model, the training time and the command.
@@ -278,7 +278,8 @@ def run_recipe(
     details: Mapping[str, Any] | None = None,
     tune_utts: int = TUNE_UTTS,
 ) -> dict[str, Any]:
-    """Train (resuming if interrupted), export the best checkpoint, score every evaluation set, report.
+    """Train (resuming if interrupted), export the model (:func:`asr.train.train`), score every evaluation
+    set, report.
 
     ``eval_sets`` maps a name to a manifest. Each set's log-probabilities are computed once and scored
     greedily and, when ``lm`` is enabled, with beam search and the LM, its weights tuned on the first
@@ -290,7 +291,8 @@ def run_recipe(
          "lm": null | {"source", "order", "arpa", "lexicon", ["note",] "lm_weight", "word_score",
                        "tuned_on", "tuning_utterances", "tuning_wer"},
          "train_wall_seconds", "devices", "device_hours", "parameters", "precision",
-         "best_checkpoint" (relative to EXP_DIR), "selected_by" (the dev metric that chose it), "command",
+         "checkpoints" (the model's, relative to EXP_DIR), "selected_by" (the dev metric that chose the
+         checkpoint, or "mean of the last K epochs": ``trainer.average_last``), "command",
          "details",
          "example": {"set", "audio", "reference", "hypothesis"}}
 
@@ -298,12 +300,12 @@ def run_recipe(
     """
     exp = Path(cfg.exp_dir)
     start = time.perf_counter()
-    best = train(cfg)
+    sources = train(cfg)
     train_seconds = time.perf_counter() - start
     world = _world_size()
     if rank_zero_only.rank != 0:
         return {}
-    export_model(best, exp / "model.pt")
+    export_model(sources, exp / "model.pt")
     transcriber = Transcriber.load(exp / "model.pt", eval_device(cfg))
     for decoder_name in (GREEDY, BEAM_LM) if lm.enabled else (GREEDY,):
         check_output_dir(exp / "reports" / decoder_name)
@@ -325,8 +327,12 @@ def run_recipe(
         "device_hours": round(train_seconds * world / 3600, 3),
         "parameters": sum(p.numel() for p in transcriber.recognizer.parameters()),
         "precision": resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),  # what ran
-        "best_checkpoint": os.path.relpath(best, exp),
-        "selected_by": f"val/{cfg.trainer.select_by}",
+        "checkpoints": [os.path.relpath(p, exp) for p in sources],
+        "selected_by": (
+            f"mean of the last {cfg.trainer.average_last} epochs"
+            if cfg.trainer.average_last
+            else f"val/{cfg.trainer.select_by}"
+        ),
         "command": command,
         "details": dict(details or {}),
         "example": _example(transcriber, scored),
@@ -399,8 +405,8 @@ def results_markdown(cfg: Config, results: Mapping[str, Any]) -> str:
         + f", {results['parameters'] / 1e6:.2f} M parameters",
         f"- training: {results['train_wall_seconds'] / 3600:.2f} h wall-clock on {results['devices']} "
         f"device(s) = {results['device_hours']:.2f} device-hours (this invocation: a resumed run counts from "
-        f"its restart), precision {results['precision']}; best checkpoint {results['best_checkpoint']} "
-        f"(by {results['selected_by']})",
+        f"its restart), precision {results['precision']}; model "
+        f"{', '.join(results['checkpoints'])} (by {results['selected_by']})",
     ]
     lm = results["lm"]
     if lm is not None:

@@ -447,8 +447,22 @@ def build_trainer(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> pl.Trai
         auto_insert_metric_name=False,
         enable_version_counter=False,
     )
-    # after the best checkpoints (Lightning runs checkpoint callbacks in order): last.ckpt holds their state
-    extra: list[pl.Callback] = [*callbacks, LastCheckpoint(exp / "checkpoints")]
+    extra: list[pl.Callback] = [*callbacks]
+    if t.average_last:
+        extra.append(
+            MovableCheckpoint(
+                dirpath=exp / "checkpoints",
+                filename="epoch-{epoch:03d}",
+                monitor="step",  # keep the latest average_last
+                mode="max",
+                save_top_k=t.average_last,
+                save_weights_only=True,  # for averaging only: resume reads last.ckpt
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            )
+        )
+    # after the other checkpoints (Lightning runs checkpoint callbacks in order): last.ckpt holds their state
+    extra.append(LastCheckpoint(exp / "checkpoints"))
     if t.checkpoint_every_n_steps:
         extra.append(
             MovableCheckpoint(
@@ -497,9 +511,10 @@ def build_trainer(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> pl.Trai
         raise UsageError(f"trainer.accelerator/devices/num_nodes: {first_line(e)}") from None
 
 
-def train(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> Path:
-    """Train (or resume) the run in ``cfg.exp_dir``; returns the best checkpoint's path (in ``cfg.exp_dir``,
-    even when the folder was copied or moved since the run started).
+def train(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> list[Path]:
+    """Train (or resume) the run in ``cfg.exp_dir``; returns the checkpoints whose mean is the run's model
+    (:func:`asr.checkpoint.export_model`), in ``cfg.exp_dir`` even when the folder was copied or moved since
+    the run started: the best by ``trainer.select_by``, or with ``trainer.average_last=K`` the last K epochs'.
 
     A resumed run continues exactly where ``last.ckpt`` left it: same step, LR schedule, sampler position
     (mid-epoch too) and random states, and appends to ``logs/metrics.csv``. ``last.ckpt`` is written at the
@@ -549,5 +564,8 @@ def train(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> Path:
                 f"({first_line(e)}); see the other ranks' logs, then rerun the same command to resume "
                 f"from {last}"
             ) from e
+    if cfg.trainer.average_last:
+        epochs = sorted(last.parent.glob("epoch-*.ckpt"), key=lambda p: int(p.stem.split("-")[1]))
+        return epochs[-cfg.trainer.average_last :] or [last]
     best = trainer.checkpoint_callback.best_model_path
-    return Path(best) if best and Path(best).is_file() else last
+    return [Path(best) if best and Path(best).is_file() else last]

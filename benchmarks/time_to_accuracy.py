@@ -52,6 +52,12 @@ def run_budget(data_dir: Path, minutes: float, exp: Path, overrides: list[str]) 
     return results
 
 
+def _epochs(checkpoints: list[str]) -> str:
+    """The epochs of the model's checkpoints (best-EPOCH-STEP.ckpt, epoch-EPOCH.ckpt): one, or first-last."""
+    epochs = [Path(c).stem.split("-")[1] if "-" in Path(c).stem else Path(c).stem for c in checkpoints]
+    return epochs[0] if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, required=True, help="the AN4 tree (CMU layout)")
@@ -60,9 +66,7 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", help="key=value settings on top of the recipe's config")
     args = p.parse_args()
     seeds = args.seeds or [None]
-    print(
-        f"{'budget min':>10}{'seed':>6}{'train s':>9}{'best epoch':>11}{'test WER %':>12}{'test CER %':>12}"
-    )
+    print(f"{'budget min':>10}{'seed':>6}{'train s':>9}{'epoch(s)':>11}{'test WER %':>12}{'test CER %':>12}")
     for minutes in args.minutes:
         wers = []
         for seed in seeds:
@@ -71,7 +75,7 @@ def main() -> None:
                 r = run_budget(args.data_dir.resolve(), minutes, Path(tmp), overrides)
             test = r["scores"]["test"]["greedy"]
             wers.append(test["wer"])
-            epoch = Path(r["best_checkpoint"]).name.split("-")[1]  # best-EPOCH-STEP.ckpt
+            epoch = _epochs(r["checkpoints"])
             print(
                 f"{minutes:>10g}{'-' if seed is None else seed:>6}{r['train_wall_seconds']:>9.0f}"
                 f"{epoch:>11}{test['wer']:>12.2f}{test['cer']:>12.2f}",

@@ -61,7 +61,8 @@ def trained_model(corpus, tmp_path_factory) -> Path:
         ],
     )
     logging.getLogger("asr").setLevel(logging.INFO)
-    return train(cfg)
+    (best,) = train(cfg)
+    return best
 
 
 @pytest.fixture(scope="session")
@@ -93,4 +94,5 @@ def memorised(corpus, tmp_path_factory) -> tuple[Path, Path]:
             "trainer.progress_bar=false",
         ],
     )
-    return train(cfg), few
+    (best,) = train(cfg)
+    return best, few

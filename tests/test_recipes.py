@@ -38,7 +38,7 @@ def check_results(exp: Path, sets: dict[str, Path], decoders: list[str]) -> dict
             report = exp / "reports" / decoder / f"{name}.jsonl"
             assert len(report.read_text().splitlines()) == len(read_manifest(manifest)) - row["skipped"]
     assert results["parameters"] > 0 and results["devices"] == 1 and results["train_wall_seconds"] >= 0
-    assert not Path(results["best_checkpoint"]).is_absolute() and (exp / results["best_checkpoint"]).is_file()
+    assert all(not Path(c).is_absolute() and (exp / c).is_file() for c in results["checkpoints"])
     example = results["example"]
     assert example["set"] == next(iter(sets)) and example["hypothesis"] is not None
     table = (exp / "RESULTS.md").read_text()
@@ -134,7 +134,7 @@ def test_driver_runs_each_set_through_the_model_once(
         best = exp / "checkpoints" / "best.ckpt"
         best.parent.mkdir(parents=True)
         shutil.copy(trained_model, best)
-        return best
+        return [best]
 
     emitted = []
     real_emit = Transcriber.emit
@@ -151,7 +151,7 @@ def test_driver_runs_each_set_through_the_model_once(
     out = capsys.readouterr().out
     assert out.index("dev greedy: WER") < out.index("tuning the LM") < out.index("dev beam_lm: WER")
     check_results(exp, sets, ["greedy", "beam_lm"])
-    assert results["best_checkpoint"] == "checkpoints/best.ckpt" and results["selected_by"] == "val/cer"
+    assert results["checkpoints"] == ["checkpoints/best.ckpt"] and results["selected_by"] == "val/cer"
     assert results["lm"]["tuned_on"] == str(corpus["dev"]) and results["lm"]["tuning_utterances"] == 4
     assert (
         results["details"] == {"dev speakers": "a, b"}

@@ -20,7 +20,7 @@ import torch
 from conftest import TINY_MODEL
 from reliability import record
 
-from asr.checkpoint import load_recognizer
+from asr.checkpoint import export_model, load_recognizer, recognizer_state
 from asr.config import load_config
 from asr.errors import ConfigError, run_main
 from asr.metrics import ErrorCounts
@@ -54,6 +54,7 @@ def _command(corpus: dict[str, Path], exp: Path, tiny_model: list[str]) -> list[
         "trainer.max_epochs=100",
         "trainer.checkpoint_every_n_steps=1",
         "trainer.keep_last=2",
+        "trainer.average_last=2",
         "trainer.threads=1",
     ]
 
@@ -123,6 +124,8 @@ def test_sigkill_and_resume_matches_an_uninterrupted_run(corpus, tiny_model, tmp
     assert all(torch.allclose(ref_w[k], run_w[k], atol=1e-6) for k in ref_w)
     kept = sorted(p.name for p in (tmp_path / "ref" / "checkpoints").glob("step-*.ckpt"))
     assert kept == [f"step-{MAX_STEPS - 1:08d}.ckpt", f"step-{MAX_STEPS:08d}.ckpt"]
+    epochs = sorted(p.name for p in (tmp_path / "ref" / "checkpoints").glob("epoch-*.ckpt"))
+    assert epochs and epochs == sorted(p.name for p in (exp / "checkpoints").glob("epoch-*.ckpt"))
     avg = tmp_path / "avg.pt"
     assert (
         _average_tool().main([str(tmp_path / "ref" / "checkpoints"), "--last", "2", "--out", str(avg)]) == 0
@@ -184,6 +187,22 @@ def test_average_checkpoints_last_and_best(trained_model, tmp_path, capsys):
     assert "only like models average" in capsys.readouterr().err
 
 
+def test_average_last_makes_the_model_the_mean_of_the_last_epochs(corpus, tiny_model, tmp_path):
+    exp = tmp_path / "exp"
+    sources = train(_config(corpus, exp, tiny_model, "trainer.max_epochs=3", "trainer.average_last=2"))
+    assert [p.name for p in sources] == ["epoch-001.ckpt", "epoch-002.ckpt"]
+    assert sorted(exp.glob("checkpoints/epoch-*.ckpt")) == sources  # epoch 0's was deleted
+    ckpts = [torch.load(p, map_location="cpu", weights_only=True) for p in sources]
+    assert not any("optimizer_states" in c for c in ckpts)  # weights only: resume reads last.ckpt
+    first, second = (recognizer_state(c) for c in ckpts)
+    last = recognizer_state(torch.load(exp / "checkpoints" / "last.ckpt", weights_only=True))
+    assert all(torch.equal(second[k], last[k]) for k in last)  # written after the epoch's last step
+    export_model(sources, tmp_path / "model.pt")
+    model = load_recognizer(tmp_path / "model.pt").state_dict()
+    moved = [k for k, v in first.items() if v.is_floating_point() and not torch.equal(v, second[k])]
+    assert moved and all(torch.allclose(model[k], (first[k] + second[k]) / 2, atol=1e-6) for k in moved)
+
+
 def _config(corpus: dict[str, Path], exp: Path, tiny_model: list[str], *more: str):
     return load_config(
         None,
@@ -208,7 +227,7 @@ def test_last_checkpoint_is_the_latest_epoch_when_the_metric_worsens(
     worse = itertools.count()  # every validation (the sanity check's too) scores worse than the one before
     monkeypatch.setattr(ErrorCounts, "wer", property(lambda self: float(next(worse))))
     exp = tmp_path / "run"
-    best = train(_config(corpus, exp, tiny_model, "trainer.max_epochs=3", "data.max_batch_seconds=12"))
+    (best,) = train(_config(corpus, exp, tiny_model, "trainer.max_epochs=3", "data.max_batch_seconds=12"))
     assert best.name.startswith("best-000-")  # the first epoch stayed the best
     per_epoch = _ckpt(best)["global_step"]
     last = _ckpt(exp / "checkpoints" / "last.ckpt")
@@ -293,7 +312,7 @@ def test_resume_with_an_auxiliary_ctc_layer_added_is_refused(trained_exp, tiny_m
 def test_moved_exp_dir_resumes_with_its_own_paths(trained_exp, tiny_model, corpus, tmp_path):
     exp = tmp_path / "moved"
     shutil.copytree(trained_exp, exp)
-    best = train(_config(corpus, exp, tiny_model, "trainer.max_epochs=2"))
+    (best,) = train(_config(corpus, exp, tiny_model, "trainer.max_epochs=2"))
     assert best.parent == (exp / "checkpoints").resolve() and best.is_file()
     state = _ckpt(exp / "checkpoints" / "last.ckpt")["callbacks"]
     paths = [p for s in state.values() if isinstance(s, dict) for p in s.get("best_k_models", {})]

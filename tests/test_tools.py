@@ -102,7 +102,7 @@ def test_average_checkpoints_never_replaces_a_training_checkpoint(trained_model,
     assert result.returncode == EXIT_OUTPUT, result.stderr
     assert (
         result.stderr
-        == f"error: {other}: is a training checkpoint; refusing to replace it with an averaged model\n"
+        == f"error: {other}: is a training checkpoint; refusing to replace it with an inference-only model\n"
     )
     assert other.read_bytes() == before
     assert _run_tool("average_checkpoints.py", trained_model, "--out", tmp_path / "avg.pt").returncode == 0

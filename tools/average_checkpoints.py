@@ -6,7 +6,8 @@ Usage:
     python tools/average_checkpoints.py a.ckpt b.ckpt c.ckpt --out avg.pt
 
 ``--last K`` takes the K checkpoints with the most training steps (keep them with
-``trainer.checkpoint_every_n_steps=N trainer.keep_last=K``); ``--best K`` the K with the lowest validation
+``trainer.checkpoint_every_n_steps=N trainer.keep_last=K``; ``trainer.average_last=K`` keeps the last K
+epochs' and makes their mean the run's ``model.pt``); ``--best K`` the K with the lowest validation
 score, CER unless ``trainer.select_by`` says otherwise (``trainer.keep_best=K``). Checkpoints are loaded
 with ``weights_only=True``; all must share one model config.
 ``--out`` may be neither one of the inputs (through links too) nor any training checkpoint: an averaged,
@@ -21,19 +22,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
-from asr.checkpoint import (
-    CheckpointError,
-    is_training_checkpoint,
-    load_checkpoint,
-    load_recognizer,
-    model_spec,
-    recognizer_state,
-    save_atomic,
-)
-from asr.errors import OutputError, run_main
-from asr.outputs import refuse_overwrite
+from asr.checkpoint import CheckpointError, export_model, load_checkpoint, load_recognizer
+from asr.errors import run_main
 
 
 def _val_score(ckpt: dict, name: str) -> float | None:
@@ -65,30 +55,6 @@ def select(paths: Sequence[Path], last: int = 0, best: int = 0) -> list[Path]:
     return [Path(f) for _, f in scored[:best]]
 
 
-def average_checkpoints(paths: Sequence[Path]) -> dict:
-    """An exported checkpoint whose floating-point weights are the mean of ``paths``' (others: the last's).
-
-    The checkpoints must share one model spec (features, model, tokenizer, normalisation statistics).
-    """
-    if not paths:
-        raise CheckpointError("no checkpoints to average")
-    total: dict[str, torch.Tensor] = {}
-    first, spec = None, None
-    for path in paths:
-        ckpt = load_checkpoint(path)
-        state = recognizer_state(ckpt)
-        if first is None:
-            first, spec = ckpt["asr"], model_spec(ckpt, path)
-            total = {k: v.double() if v.is_floating_point() else v.clone() for k, v in state.items()}
-            continue
-        if model_spec(ckpt, path) != spec or state.keys() != total.keys():
-            raise CheckpointError(f"{path}: a different model than {paths[0]}; only like models average")
-        for k, v in state.items():
-            total[k] = total[k] + v.double() if v.is_floating_point() else v.clone()
-    averaged = {k: (v / len(paths)).float() if v.is_floating_point() else v for k, v in total.items()}
-    return {"asr": first, "state_dict": averaged}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoints", nargs="+", type=Path, help="checkpoint files or folders of them")
@@ -109,12 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise CheckpointError(f"{missing[0]}: checkpoint not found")
     chosen = select(args.checkpoints, args.last, args.best)
-    refuse_overwrite(args.out, [*args.checkpoints, *chosen])
-    if args.out.is_file() and is_training_checkpoint(args.out):
-        raise OutputError(
-            f"{args.out}: is a training checkpoint; refusing to replace it with an averaged model"
-        )
-    save_atomic(average_checkpoints(chosen), args.out)
+    export_model(chosen, args.out)
     load_recognizer(args.out)  # the result must load like any exported model
     print(f"averaged {len(chosen)} checkpoint(s): {', '.join(c.name for c in chosen)} -> {args.out}")
     return 0
