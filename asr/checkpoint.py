@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import pickle
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -143,12 +144,12 @@ def is_training_checkpoint(path: str | Path) -> bool:
     return isinstance(ckpt, dict) and any(k in ckpt for k in TRAINING_KEYS)
 
 
-def _mean_state(paths: Sequence[Path], spec: ModelSpec) -> dict[str, torch.Tensor]:
-    """The mean of the recogniser weights of ``paths`` (checkpoint averaging), which must all hold a model of
-    ``spec``; tensors that are not floating point (counters) are the last file's."""
-    total: dict[str, torch.Tensor] = {}
-    for path in paths:
-        ckpt = load_checkpoint(path)
+def _mean_state(first: dict[str, Any], paths: Sequence[Path]) -> dict[str, torch.Tensor]:
+    """The mean of the recogniser weights of ``paths`` (checkpoint averaging), ``first`` being ``paths[0]``
+    already loaded; all must hold a model of one spec. Tensors that are not floating point (counters) are the
+    last file's."""
+    spec, total = model_spec(first, paths[0]), {}
+    for path, ckpt in zip(paths, chain([first], map(load_checkpoint, paths[1:]))):  # one file at a time
         state = recognizer_state(ckpt)
         if model_spec(ckpt, path) != spec or (total and state.keys() != total.keys()):
             raise CheckpointError(f"{path}: a different model than {paths[0]}; only like models average")
@@ -175,7 +176,7 @@ def export_model(src: str | Path | Sequence[str | Path], dest: str | Path) -> No
     ckpt = load_checkpoint(paths[0])
     model = recognizer_from_checkpoint(ckpt, paths[0])
     if len(paths) > 1:
-        model.load_state_dict(_mean_state(paths, model_spec(ckpt, paths[0])))
+        model.load_state_dict(_mean_state(ckpt, paths))
     save_atomic(
         {"asr": checkpoint_payload(model, training_config(ckpt)), "state_dict": model.state_dict()}, dest
     )
