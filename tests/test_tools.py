@@ -114,3 +114,13 @@ def test_manifest_stats_exit_codes(tmp_path):
     result = _run_tool("manifest_stats.py", tmp_path / "none.jsonl")
     assert result.returncode == EXIT_DATA
     assert result.stderr == f"error: {tmp_path / 'none.jsonl'}: manifest not found\n"
+
+
+def test_average_checkpoints_refuses_an_input_it_did_not_choose(trained_model, tmp_path):
+    exported = tmp_path / "model.pt"  # an inference-only input: --last 1 passes it over for the checkpoint
+    assert _run_tool("average_checkpoints.py", trained_model, "--out", exported).returncode == 0
+    before = exported.read_bytes()
+    result = _run_tool("average_checkpoints.py", trained_model, exported, "--last", "1", "--out", exported)
+    assert result.returncode == EXIT_OUTPUT, result.stderr
+    assert "refusing to overwrite the input" in result.stderr
+    assert exported.read_bytes() == before

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from asr.checkpoint import CheckpointError, export_model, load_checkpoint, load_recognizer
 from asr.errors import run_main
+from asr.outputs import refuse_overwrite
 
 
 def _val_score(ckpt: dict, name: str) -> float | None:
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [c for c in args.checkpoints if not c.exists()]
     if missing:
         raise CheckpointError(f"{missing[0]}: checkpoint not found")
+    refuse_overwrite(args.out, args.checkpoints)  # export_model checks the chosen ones, not those passed over
     chosen = select(args.checkpoints, args.last, args.best)
     export_model(chosen, args.out)
     load_recognizer(args.out)  # the result must load like any exported model
