@@ -90,6 +90,9 @@ class OptimConfig:
     # ones; 0: off. From weight_noise_start (an optimiser step), once the model has left CTC's blank start.
     weight_noise: float = 0.0
     weight_noise_start: int = 0
+    # Confidence penalty (Pereyra et al. 2017): the loss minus this weight times the mean entropy, in nats, of
+    # the top CTC's output distribution over the batch's frames; it discourages over-confident frames. 0: off.
+    confidence_penalty: float = 0.0
 
 
 @dataclass
@@ -275,6 +278,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("optim.grad_clip", lambda v: _finite(v) and v > 0, "a gradient norm > 0"),
     ("optim.weight_noise", lambda v: _finite(v) and v >= 0, "a standard deviation >= 0"),
     ("optim.weight_noise_start", lambda v: v >= 0, ">= 0"),
+    ("optim.confidence_penalty", lambda v: _finite(v) and v >= 0, "a weight >= 0"),
     ("trainer.max_epochs", lambda v: v == -1 or v >= 1, ">= 1 (or -1: no limit, with trainer.max_steps)"),
     ("trainer.max_steps", lambda v: v == -1 or v >= 1, ">= 1 (or -1: no limit)"),
     ("trainer.max_time", lambda v: not v or bool(_MAX_TIME.match(v)), "empty or DD:HH:MM:SS"),

@@ -109,6 +109,15 @@ def per_token(loss_sum: Tensor, tokens: Tensor) -> Tensor:
     return loss_sum / tokens.clamp_min(1)
 
 
+def mean_frame_entropy(log_probs: Tensor, out_lens: Tensor) -> Tensor:
+    """The mean entropy in nats, in fp32, of log_probs (B, T', V)'s distributions over each utterance's
+    first ``out_lens`` frames: padding does not count."""
+    log_probs = log_probs.float()
+    entropy = -(log_probs.exp() * log_probs).sum(-1)  # (B, T')
+    valid = torch.arange(log_probs.shape[1], device=log_probs.device) < out_lens[:, None]
+    return torch.where(valid, entropy, 0.0).sum() / valid.sum().clamp_min(1)
+
+
 class CTCModule(pl.LightningModule):
     """Trains a :class:`Recognizer` with CTC; evaluates greedy WER/CER.
 
@@ -175,18 +184,22 @@ class CTCModule(pl.LightningModule):
 
     def train_loss(self, batch: Batch) -> Tensor:
         """The training loss of a non-empty batch, with the training augmentation: CTC per target token, or
-        its mix with the auxiliary CTC loss (``aux_ctc``)."""
-        ctc, _, _, outputs, lens = self._shared_step(batch, train=True)
+        its mix with the auxiliary CTC loss (``aux_ctc``), less ``optim.confidence_penalty`` times the top
+        CTC's mean frame entropy (:func:`mean_frame_entropy`)."""
+        ctc, log_probs, out_lens, outputs, lens = self._shared_step(batch, train=True)
         loss = per_token(*ctc)
         aux = self.cfg.aux_ctc
-        if not aux.layer:
-            return loss
-        hidden = self.recognizer.encoder.dropout(outputs[aux.layer - 1])
-        aux_log_probs = F.log_softmax(self.aux_output(hidden).float(), dim=-1)
-        targets, target_lens = self._aux_targets(batch)
-        aux_lens = lens[aux.layer - 1]
-        aux_loss = per_token(*ctc_loss_sum(aux_log_probs, aux_lens, targets, target_lens))
-        return (1 - aux.weight) * loss + aux.weight * aux_loss
+        if aux.layer:
+            hidden = self.recognizer.encoder.dropout(outputs[aux.layer - 1])
+            aux_log_probs = F.log_softmax(self.aux_output(hidden).float(), dim=-1)
+            targets, target_lens = self._aux_targets(batch)
+            aux_lens = lens[aux.layer - 1]
+            aux_loss = per_token(*ctc_loss_sum(aux_log_probs, aux_lens, targets, target_lens))
+            loss = (1 - aux.weight) * loss + aux.weight * aux_loss
+        penalty = self.cfg.optim.confidence_penalty
+        if penalty:
+            loss = loss - penalty * mean_frame_entropy(log_probs, out_lens)
+        return loss
 
     def fit_step(
         self, batch: Batch, optimizer: torch.optim.Optimizer, autocast: torch.dtype | None = None

@@ -56,6 +56,7 @@ INVALID = [
     (["optim.weight_noise=-0.01"], "optim.weight_noise"),
     (["optim.weight_noise=.inf"], "optim.weight_noise"),
     (["optim.weight_noise_start=-1"], "optim.weight_noise_start"),
+    (["optim.confidence_penalty=-0.1"], "optim.confidence_penalty"),
     (["trainer.precision=bogus"], "trainer.precision"),
     (["trainer.accelerator=quantum"], "trainer.accelerator"),
     (["trainer.devices=0"], "trainer.devices"),

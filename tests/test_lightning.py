@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from asr.batching import zero_pad
-from asr.config import AuxCTCConfig, Config, ModelConfig
+from asr.config import AuxCTCConfig, Config, ModelConfig, OptimConfig
 from asr.data import Batch, collate
 from asr.lightning import CTCModule, build_optimizer, ctc_loss_sum, padded_ctc_min_frames, warmup_cosine
 from asr.recognizer import Recognizer
@@ -328,3 +328,27 @@ def test_auxiliary_ctc_under_pieces_spells_the_text_in_characters(tmp_path):
     _trainer(tmp_path).fit(module, DataLoader([batch], batch_size=None))
     assert not torch.equal(before, module.aux_output.weight)  # trained with the model
     assert module.skipped_steps == 0
+
+
+def test_confidence_penalty_subtracts_the_mean_entropy_of_the_unpadded_frames():
+    """``optim.confidence_penalty`` w: the loss is the plain loss less w times the top CTC's output entropy,
+    averaged over the frames each utterance has (the shorter one's padding left out), and its gradient flows
+    through that entropy."""
+    tok = CharTokenizer.english()
+    cfg = Config(model=ModelConfig(hidden_size=16, num_layers=2, conv_channels=4, dropout=0.0))
+    cfg.specaug.freq_masks = cfg.specaug.time_masks = 0
+    plain = _module(cfg, tok)
+    module = CTCModule(plain.recognizer, dataclasses.replace(cfg, optim=OptimConfig(confidence_penalty=0.5)))
+    batch = _batch(tok, False)
+    batch.wave_lens[1] = 9000
+    feats, feat_lens = module.recognizer.frontend(batch.waves, batch.wave_lens)
+    log_probs, out_lens = module.recognizer.encoder(feats, feat_lens)
+    assert out_lens[1] < out_lens[0] == log_probs.shape[1]
+    entropy = torch.cat([-(lp.exp() * lp).sum(-1) for lp in (log_probs[b, : out_lens[b]] for b in range(2))])
+    penalty = (module.train_loss(batch) - plain.train_loss(batch)) / -0.5
+    torch.testing.assert_close(penalty, entropy.mean())
+    penalty.backward()
+    grad = module.recognizer.encoder.output.weight.grad.clone()
+    module.zero_grad()
+    entropy.mean().backward()
+    torch.testing.assert_close(grad, module.recognizer.encoder.output.weight.grad)
