@@ -91,7 +91,8 @@ class OptimConfig:
     weight_noise: float = 0.0
     weight_noise_start: int = 0
     # Confidence penalty (Pereyra et al. 2017): the loss minus this weight times the mean entropy, in nats, of
-    # the top CTC's output distribution over the batch's frames; it discourages over-confident frames. 0: off.
+    # the top CTC's output distributions over the batch's unpadded frames; it discourages over-confident
+    # frames. 0: off.
     confidence_penalty: float = 0.0
 
 
