@@ -18,7 +18,7 @@ from asr.checkpoint import checkpoint_payload, load_checkpoint, save_atomic
 from asr.config import Config, OptimConfig
 from asr.data import Batch
 from asr.decoding.greedy import greedy_ids
-from asr.features import change_speed, spec_augment
+from asr.features import change_speed, lengths_mask, spec_augment
 from asr.metrics import ErrorCounts, score
 from asr.recognizer import Recognizer
 from asr.text import BLANK_ID, Tokenizer
@@ -114,7 +114,7 @@ def mean_frame_entropy(log_probs: Tensor, out_lens: Tensor) -> Tensor:
     first ``out_lens`` frames: padding does not count."""
     log_probs = log_probs.float()
     entropy = -(log_probs.exp() * log_probs).sum(-1)  # (B, T')
-    valid = torch.arange(log_probs.shape[1], device=log_probs.device) < out_lens[:, None]
+    valid = lengths_mask(out_lens, log_probs.shape[1])
     return torch.where(valid, entropy, 0.0).sum() / valid.sum().clamp_min(1)
 
 
