@@ -122,9 +122,10 @@ class TrainerConfig:
     val_every_n_epochs: int = 1
     log_every_n_steps: int = 20
     progress_bar: bool = True  # with the training loss in it, which costs a host-GPU sync every step
-    # torch intra-op threads on CPU; 0: one per core idle when training starts (asr.threads). A busy core in
-    # the pool stalls every step: beside one busy process, 2 threads trained at 0.04 of the idle rate, 1 at
-    # 0.65 (benchmarks/train_contention.py). Set it for bit-exact reruns on a machine whose load changes.
+    # torch intra-op threads on CPU; 0: one per core idle when training starts, chosen again every few seconds
+    # from the cores other processes leave free (asr.threads). A busy core in the pool stalls every step:
+    # beside one busy process, 2 threads trained at 0.04 of the idle rate, 1 at 0.65
+    # (benchmarks/train_contention.py). Set it for bit-exact reruns on a machine whose load changes.
     threads: int = 0
 
 

@@ -9,8 +9,11 @@ core while the other spins: training ran at 0.33 of its idle rate where one free
 - :func:`choose_threads` picks the intra-op thread count from the cores that are idle when training starts
   (``/proc/stat`` sampled over :data:`SAMPLE_SECONDS`, else the load average), within the CPUs this process
   may run on (affinity, a cgroup v2 CPU quota, ``OMP_NUM_THREADS``), one thread per physical core at most.
-- :func:`passive_openmp` makes waiting OpenMP threads sleep instead of spin, for contention that starts
-  later. The runtime reads its environment once, when torch loads it: call it before ``import torch``.
+- :class:`ThreadRetuner` chooses again while training runs, from the CPU time other processes took over the
+  last :data:`RETUNE_SECONDS` (``/proc/stat`` less this process's own ticks and its children's, the data
+  loader's workers), so contention that starts or ends after the start is followed.
+- :func:`passive_openmp` makes waiting OpenMP threads sleep instead of spin. The runtime reads its
+  environment once, when torch loads it: call it before ``import torch``.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ import time
 from collections.abc import Collection, Mapping, MutableMapping
 from pathlib import Path
 
-PROC_STAT = Path("/proc/stat")
+PROC = Path("/proc")
+PROC_STAT = PROC / "stat"
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 SYS_CPU = Path("/sys/devices/system/cpu")
 SAMPLE_SECONDS = (
     0.3  # long enough for 30 clock ticks a CPU at the usual 100 Hz, short beside any training run
 )
+RETUNE_SECONDS = 5.0  # between samples while training: a busy core costs at most this long at the wrong count
 # A core counts when this much short of free: 1.7 idle cores of 2 give 2 threads, 1.6 give 1. A thread on a
 # core that another process keeps half busy stalls the whole pool at every region: half a core is no thread.
 SLACK = 0.3
@@ -122,26 +127,115 @@ def measure_idle(cpus: Collection[int], seconds: float = SAMPLE_SECONDS) -> floa
     return idle_cpus(before, after, cpus)
 
 
+def thread_ceiling(cpus: Collection[int], cores: int) -> int:
+    """The most threads worth running: the physical ``cores``, within a cgroup CPU quota and
+    ``OMP_NUM_THREADS``; at least 1."""
+    ceiling = cores
+    quota = cpu_quota()
+    if quota is not None:
+        ceiling = min(ceiling, max(1, math.floor(quota)))
+    return max(1, min(ceiling, env_threads(os.environ) or ceiling))
+
+
 def choose_threads(requested: int, seconds: float = SAMPLE_SECONDS) -> int:
     """The intra-op thread count for ``torch.set_num_threads``: ``requested`` when above 0, else automatic.
 
     Automatic is one thread per physical core that is idle now, among the CPUs this process may use (its
     affinity and cgroup CPU quota), at most ``OMP_NUM_THREADS`` when that is set, and at least 1. It sleeps
-    ``seconds`` to sample the CPUs, unless a single CPU leaves no choice. Call it once, when training starts:
-    the load it sees then is the load it plans for.
+    ``seconds`` to sample the CPUs, unless a single CPU leaves no choice. :class:`ThreadRetuner` follows the
+    load from there.
     """
     if requested > 0:
         return requested
     cpus = allowed_cpus()
     cores = physical_cores(cpus)
-    ceiling = cores
-    quota = cpu_quota()
-    if quota is not None:
-        ceiling = min(ceiling, max(1, math.floor(quota)))
-    ceiling = min(ceiling, env_threads(os.environ) or ceiling)
+    ceiling = thread_ceiling(cpus, cores)
     if ceiling == 1:
         return 1
     return threads_for(measure_idle(cpus, seconds), len(cpus), cores, ceiling)
+
+
+def parse_pid_stat(text: str) -> tuple[int, int]:
+    """(parent pid, CPU ticks) from the text of ``/proc/<pid>/stat``: user and system time, its own and
+    that of the children it has waited for. The command name may hold spaces and parentheses."""
+    fields = text[text.rindex(")") + 2 :].split()  # from field 3, the state
+    return int(fields[1]), sum(int(v) for v in fields[11:15])  # fields 4 (ppid) and 14-17
+
+
+def tree_ticks(pid: int, proc: Path = PROC) -> int:
+    """CPU ticks used so far by process ``pid`` and its live descendants (a data loader's workers)."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)], ticks[int(entry.name)] = parse_pid_stat(
+                    (entry / "stat").read_text()
+                )
+            except (OSError, ValueError):  # it ended while we looked
+                continue
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += ticks.get(p, 0)
+        todo.extend(children.get(p, []))
+    return total
+
+
+def busy_elsewhere(before: CpuTimes, after: CpuTimes, own_ticks: int, cpus: Collection[int]) -> float:
+    """CPUs' worth of time that other processes took among ``cpus`` between two ``/proc/stat`` samples,
+    given the ``own_ticks`` this process tree used meanwhile: 0 up to ``len(cpus)``."""
+    shared = [c for c in cpus if c in before and c in after]
+    elapsed = sum(after[c][1] - before[c][1] for c in shared) / max(len(shared), 1)
+    if elapsed <= 0:
+        return 0.0
+    busy = len(shared) * elapsed - sum(after[c][0] - before[c][0] for c in shared)
+    return min(float(len(cpus)), max(0.0, (busy - own_ticks) / elapsed))
+
+
+class ThreadRetuner:
+    """Chooses the thread count again, at most every ``interval`` seconds, from the cores that other
+    processes left free since the last choice.
+
+    Call :meth:`poll` between training steps; it returns a new count to set, or None to keep the current
+    one. Without ``/proc`` it never changes the count.
+    """
+
+    def __init__(self, threads: int, interval: float = RETUNE_SECONDS) -> None:
+        self.threads = threads
+        self.interval = interval
+        self.cpus = allowed_cpus()
+        self.cores = physical_cores(self.cpus)
+        self.ceiling = thread_ceiling(self.cpus, self.cores)
+        self.elsewhere = 0.0  # CPUs' worth of time other processes took over the last window
+        self.window = 0.0  # seconds between the last two samples
+        self.last = self.sample()
+
+    def sample(self) -> tuple[float, CpuTimes, int] | None:
+        """(monotonic time, ``/proc/stat``, this process tree's ticks), None without ``/proc``."""
+        try:
+            return time.monotonic(), parse_proc_stat(PROC_STAT.read_text()), tree_ticks(os.getpid())
+        except OSError:
+            return None
+
+    def poll(self) -> int | None:
+        """The thread count to set now, when it differs from the current one; else None."""
+        if self.last is None or time.monotonic() - self.last[0] < self.interval:
+            return None
+        now = self.sample()
+        if now is None:
+            return None
+        self.elsewhere = busy_elsewhere(self.last[1], now[1], now[2] - self.last[2], self.cpus)
+        self.window, self.last = now[0] - self.last[0], now
+        free = len(self.cpus) - self.elsewhere
+        threads = threads_for(free, len(self.cpus), self.cores, self.ceiling)
+        if threads == self.threads:
+            return None
+        self.threads = threads
+        return threads
 
 
 def passive_openmp(

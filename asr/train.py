@@ -43,7 +43,7 @@ from asr.outputs import check_output_dir
 from asr.recognizer import Recognizer
 from asr.spec import ModelSpec
 from asr.text import CharTokenizer, SentencePieceTokenizer, Tokenizer
-from asr.threads import choose_threads
+from asr.threads import ThreadRetuner, choose_threads
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +299,29 @@ class AudioThroughput(pl.Callback):
         log.info("epoch %d: %.0f audio-seconds per second", trainer.current_epoch, speed)
 
 
+class FollowFreeCores(pl.Callback):
+    """For ``trainer.threads=0``: sets the intra-op thread count between training steps to the cores other
+    processes left free over the last few seconds (:class:`asr.threads.ThreadRetuner`), so that a process
+    which starts or ends during training costs this one at most a few seconds at the wrong count."""
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.retuner = ThreadRetuner(torch.get_num_threads())
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx
+    ) -> None:
+        threads = self.retuner.poll()
+        if threads is not None:
+            torch.set_num_threads(threads)
+            log.info(
+                "%d intra-op thread(s) from step %d: other processes took %.1f CPUs over the last %.0f s",
+                threads,
+                trainer.global_step,
+                self.retuner.elsewhere,
+                self.retuner.window,
+            )
+
+
 class AppendingCSVWriter(ExperimentWriter):
     """Lightning's CSV metrics writer, except that an existing ``metrics.csv`` is continued, not deleted.
 
@@ -498,6 +521,7 @@ def build_trainer(cfg: Config, callbacks: Sequence[pl.Callback] = ()) -> pl.Trai
                 AudioThroughput(),
                 RNGState(),
                 UnreadableData(cfg),
+                *([FollowFreeCores()] if t.threads == 0 else []),
                 *extra,
             ],
             logger=[

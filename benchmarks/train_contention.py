@@ -1,5 +1,5 @@
-"""Training throughput on a shared CPU: alone, beside one busy single-threaded process, and with the thread
-policies of ``asr.threads``, side by side in one run.
+"""Training throughput on a shared CPU: alone, beside one busy single-threaded process, with one that starts
+or ends while training runs, and with the thread policies of ``asr.threads``, side by side in one run.
 
 Usage:
     python benchmarks/train_contention.py [--manifest data/an4/train.jsonl] [--config conf/small.yaml]
@@ -21,6 +21,11 @@ Variants, each in a process of its own (the OpenMP runtime reads its wait policy
 - ``idle-passive``: default threads, ``OMP_WAIT_POLICY=PASSIVE`` (``asr.threads.passive_openmp``).
 - ``busy``, ``busy-auto``, ``busy-passive``: the same beside one busy process, a pure-Python loop that keeps
   one core busy, started half a second before the variant's process and stopped after it.
+- ``late``: the threads ``choose_threads(0)`` picks while the CPUs are idle; the busy process starts after the
+  warm-up pass, before the timed steps. ``ended``: the threads it picks beside the busy process, which stops
+  after the warm-up pass. ``late-follow`` and ``ended-follow``: the same, with ``asr.threads.ThreadRetuner``
+  polled after every step as training does (``asr.train.FollowFreeCores``); the threads column gives the
+  count at each change, "2>1@1" for 2 threads, then 1 from the step after step 1.
 
 Each round runs every variant once, in order; the table gives each round's rate, their mean and its ratio to
 ``idle``'s mean. With the defaults a round should take about 3 minutes on the project's 2-core CPU in bf16
@@ -39,9 +44,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from asr.threads import allowed_cpus, choose_threads, measure_idle, passive_openmp
+from asr.threads import ThreadRetuner, allowed_cpus, choose_threads, measure_idle, passive_openmp
 
-VARIANTS = ("idle", "idle-auto", "idle-passive", "busy", "busy-auto", "busy-passive")
+VARIANTS = (
+    "idle",
+    "idle-auto",
+    "idle-passive",
+    "busy",
+    "busy-auto",
+    "busy-passive",
+    "late",
+    "late-follow",
+    "ended",
+    "ended-follow",
+)
+CHANGING = ("late", "ended")  # the busy process starts or stops between the warm-up and the timed steps
 SPIN = "while True: pass"  # one busy core, single-threaded
 
 
@@ -50,10 +67,11 @@ def variant_run(run: dict) -> dict:
 
     ``run``: variant, config, manifest, batches, budget, precision, steps.
     """
-    policy = run["variant"].partition("-")[2]
+    kind, _, policy = run["variant"].partition("-")
     if policy == "passive":
         passive_openmp()
-    threads = choose_threads(0) if policy == "auto" else 0  # samples the CPUs while nothing of ours runs
+    # samples the CPUs while nothing of ours runs
+    threads = choose_threads(0) if policy == "auto" or kind in CHANGING else 0
     # torch only now: the OpenMP runtime it loads reads OMP_WAIT_POLICY once, at load
     import torch
 
@@ -69,18 +87,59 @@ def variant_run(run: dict) -> dict:
     step, _, tokenizer = ours_step(run["config"], run["precision"] == "bf16-mixed")
     batches = [our_batch(b, tokenizer) for b in raw]
     audio = [int(b.wave_lens.sum()) / SAMPLE_RATE for b in batches]
-    return {"threads": torch.get_num_threads(), "rate": cycled_rate(step, batches, audio, run["steps"])}
+    if kind not in CHANGING:
+        rate = cycled_rate(step, batches, audio, run["steps"])
+        return {"threads": str(torch.get_num_threads()), "rate": rate}
+    for batch in batches:  # warm-up, then the parent starts or stops the busy process
+        step(batch)
+    Path(run["warm"]).touch()
+    while not Path(run["go"]).exists():
+        time.sleep(0.05)
+    retuner = ThreadRetuner(torch.get_num_threads()) if policy == "follow" else None
+    counts, total, start = str(torch.get_num_threads()), 0.0, time.perf_counter()
+    for i in range(run["steps"]):
+        step(batches[i % len(batches)])
+        total += audio[i % len(batches)]
+        if retuner is not None and (threads := retuner.poll()) is not None:
+            torch.set_num_threads(threads)
+            counts += f">{threads}@{i + 1}"
+    return {"threads": counts, "rate": total / (time.perf_counter() - start)}
+
+
+def wait_for(path: Path, child: subprocess.Popen) -> None:
+    """Wait until ``path`` exists; raise if ``child`` exits first."""
+    while not path.exists():
+        if child.poll() is not None:
+            raise subprocess.CalledProcessError(child.returncode, child.args)
+        time.sleep(0.05)
 
 
 def in_fresh_process(run: dict, work: Path) -> dict:
-    """:func:`variant_run` in a new Python process, beside a busy one for the ``busy`` variants."""
-    result = work / "result.json"
+    """:func:`variant_run` in a new Python process, beside a busy one for the ``busy`` variants, or one that
+    starts (``late``) or stops (``ended``) after the warm-up pass."""
+    result, warm, go = work / "result.json", work / "warm", work / "go"
+    for path in (result, warm, go):
+        path.unlink(missing_ok=True)
+    run = {**run, "warm": str(warm), "go": str(go)}
     command = [sys.executable, str(Path(__file__).resolve()), "--variant-run", json.dumps(run)]
-    spinner = subprocess.Popen([sys.executable, "-c", SPIN]) if run["variant"].startswith("busy") else None
+    kind = run["variant"].partition("-")[0]
+    spinner = subprocess.Popen([sys.executable, "-c", SPIN]) if kind in ("busy", "ended") else None
     try:
         if spinner is not None:
             time.sleep(0.5)  # spinning before the variant starts (and samples the CPUs)
-        subprocess.run([*command, "--result", str(result)], check=True)
+        child = subprocess.Popen([*command, "--result", str(result)])
+        if kind in CHANGING:
+            wait_for(warm, child)
+            if spinner is None:
+                spinner = subprocess.Popen([sys.executable, "-c", SPIN])
+                time.sleep(0.5)
+            else:
+                spinner.kill()
+                spinner.wait()
+                spinner = None
+            go.touch()
+        if child.wait() != 0:
+            raise subprocess.CalledProcessError(child.returncode, command)
     finally:
         if spinner is not None:
             spinner.kill()
@@ -127,7 +186,7 @@ def main() -> None:
             flush=True,
         )
         rates: dict[str, list[float]] = {v: [] for v in args.variants}
-        threads: dict[str, set[int]] = {v: set() for v in args.variants}
+        threads: dict[str, set[str]] = {v: set() for v in args.variants}
         for r in range(args.rounds):
             for variant in args.variants:
                 run = {
@@ -145,12 +204,12 @@ def main() -> None:
                 print(f"round {r + 1} {variant:<13} threads {result['threads']}  {result['rate']:.1f} a-s/s")
     base = statistics.mean(rates["idle"]) if "idle" in rates else float("nan")
     rounds = "".join(f"{f'round {r + 1}':>9}" for r in range(args.rounds))
-    print(f"\n{'variant':<14}{'threads':>8}{rounds}{'mean a-s/s':>11}{'/ idle':>8}")
+    print(f"\n{'variant':<14}{'threads':>12}{rounds}{'mean a-s/s':>11}{'/ idle':>8}")
     for variant in args.variants:
         mean = statistics.mean(rates[variant])
-        used = "/".join(str(t) for t in sorted(threads[variant]))
+        used = "/".join(sorted(threads[variant]))
         cells = "".join(f"{rate:>9.1f}" for rate in rates[variant])
-        print(f"{variant:<14}{used:>8}{cells}{mean:>11.1f}{mean / base:>8.2f}")
+        print(f"{variant:<14}{used:>12}{cells}{mean:>11.1f}{mean / base:>8.2f}")
 
 
 if __name__ == "__main__":

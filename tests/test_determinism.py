@@ -24,6 +24,7 @@ def _losses(corpus: dict[str, Path], tiny_model: list[str], exp: Path, seed: int
             "data.max_batch_seconds=8",
             "data.num_workers=1",
             "trainer.max_epochs=1",
+            "trainer.threads=1",  # fixed, as for any bit-exact rerun: 0 follows the machine's load
         ],
     )
     train(cfg)

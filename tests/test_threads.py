@@ -150,3 +150,117 @@ def test_passive_openmp_only_before_torch_and_never_over_the_users_choice():
     environ = {}
     assert not threads.passive_openmp(environ, modules={"torch"})  # the runtime has read its settings
     assert environ == {}
+
+
+def pid_stat(pid: int, ppid: int, utime: int, stime: int = 0, cutime: int = 0, comm: str = "python") -> str:
+    """``/proc/<pid>/stat`` as Linux writes it (fields 5-13 and those after 17 as a real process had them)."""
+    times = f"{utime} {stime} {cutime} 0"
+    return f"{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 1200 0 0 0 {times} 20 0 3 0 8\n"
+
+
+def test_parse_pid_stat_takes_the_parent_and_all_four_times_past_an_odd_command_name():
+    assert threads.parse_pid_stat(pid_stat(7, 3, utime=50, stime=7, cutime=11)) == (3, 68)
+    assert threads.parse_pid_stat(pid_stat(7, 3, utime=50, comm="pt_data_worker) (1 2")) == (3, 50)
+
+
+def test_tree_ticks_counts_a_process_and_its_descendants_only(tmp_path):
+    tree = {100: (1, 40), 101: (100, 30), 102: (101, 20), 200: (1, 1000), 201: (200, 500)}
+    for pid, (ppid, utime) in tree.items():
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(pid_stat(pid, ppid, utime, stime=1))
+    (tmp_path / "self").mkdir()  # not a pid
+    (tmp_path / "300").mkdir()  # ended between the listing and the read: no stat file
+    assert threads.tree_ticks(100, tmp_path) == 40 + 30 + 20 + 3
+    assert threads.tree_ticks(101, tmp_path) == 30 + 20 + 2
+    assert threads.tree_ticks(999, tmp_path) == 0
+
+
+def test_busy_elsewhere_is_the_busy_time_less_our_own():
+    before = threads.parse_proc_stat(STAT)
+    both_busy = threads.parse_proc_stat(later(cpu0={"user": 100}, cpu1={"user": 100}))
+    assert threads.busy_elsewhere(before, both_busy, 200, {0, 1}) == pytest.approx(0.0)  # all of it ours
+    assert threads.busy_elsewhere(before, both_busy, 100, {0, 1}) == pytest.approx(1.0)  # a core not ours
+    half = threads.parse_proc_stat(later(cpu0={"user": 100}, cpu1={"user": 40, "idle": 60}))
+    assert threads.busy_elsewhere(before, half, 100, {0, 1}) == pytest.approx(0.4)
+    assert threads.busy_elsewhere(before, half, 300, {0, 1}) == 0.0  # our ticks spilt over other CPUs
+    assert threads.busy_elsewhere(before, before, 0, {0, 1}) == 0.0  # no time passed
+
+
+class Clock:
+    """Stands in for time.monotonic: returns ``now``, which the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_retuner_follows_other_processes_load_once_per_interval(two_cpus, monkeypatch):
+    clock, own = Clock(), iter([0, 100, 200, 400, 500])
+    monkeypatch.setattr(threads.time, "monotonic", clock)
+    monkeypatch.setattr(threads, "tree_ticks", lambda pid: next(own))
+    busy = later(cpu0={"user": 100}, cpu1={"user": 100})  # both CPUs busy for 100 ticks
+    two_cpus(
+        STAT,
+        busy,  # we used 100 of the 200 busy ticks: another process held a core
+        later(cpu0={"user": 200}, cpu1={"user": 100, "idle": 100}),  # the 100 busy ticks ours: it ended
+        later(cpu0={"user": 300}, cpu1={"user": 200, "idle": 100}),  # we took the 200 ticks there were
+        later(cpu0={"user": 400}, cpu1={"user": 200, "idle": 200}),  # 100 ticks, ours, on one CPU
+    )
+    retuner = threads.ThreadRetuner(2, interval=5.0)
+    clock.now += 4.0
+    assert retuner.poll() is None  # within the interval: no sample taken
+    clock.now += 1.0
+    assert retuner.poll() == 1
+    assert (retuner.elsewhere, retuner.window) == (pytest.approx(1.0), 5.0)
+    clock.now += 5.0
+    assert retuner.poll() == 2
+    clock.now += 5.0
+    assert retuner.poll() is None  # still 2: no change to make
+    clock.now += 5.0
+    assert retuner.poll() is None  # one CPU idle, but nobody else took it
+    assert retuner.elsewhere == 0.0
+
+
+def test_the_retuner_keeps_the_count_without_proc(two_cpus, monkeypatch):
+    class Missing:
+        def read_text(self) -> str:
+            raise FileNotFoundError("/proc/stat")
+
+    monkeypatch.setattr(threads, "PROC_STAT", Missing())
+    monkeypatch.setattr(threads.time, "monotonic", clock := Clock())
+    retuner = threads.ThreadRetuner(2, interval=5.0)
+    clock.now += 60.0
+    assert retuner.poll() is None
+
+
+def test_training_sets_and_logs_the_count_the_retuner_chooses(monkeypatch, tmp_path, caplog):
+    """asr.train.FollowFreeCores applies ThreadRetuner's choices between steps, for trainer.threads=0 only."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from asr.config import load_config
+    from asr.train import FollowFreeCores, build_trainer
+
+    before = torch.get_num_threads()
+    target = 3 if before != 3 else 2
+    choices = [None, target]
+    stub = SimpleNamespace(poll=lambda: choices.pop(0), elsewhere=1.04, window=5.2)
+    monkeypatch.setattr("asr.train.ThreadRetuner", lambda threads: stub if threads == before else None)
+    follow = FollowFreeCores()
+    try:
+        follow.on_train_start(None, None)
+        with caplog.at_level("INFO", logger="asr.train"):
+            follow.on_train_batch_end(SimpleNamespace(global_step=6), None, None, None, 0)
+            assert torch.get_num_threads() == before
+            follow.on_train_batch_end(SimpleNamespace(global_step=7), None, None, None, 1)
+            assert torch.get_num_threads() == target
+    finally:
+        torch.set_num_threads(before)
+    message = f"{target} intra-op thread(s) from step 7: other processes took 1.0 CPUs over the last 5 s"
+    assert message in caplog.text
+    for requested, followers in ((0, 1), (2, 0)):
+        cfg = load_config(None, [f"exp_dir={tmp_path}", f"trainer.threads={requested}"])
+        assert sum(isinstance(c, FollowFreeCores) for c in build_trainer(cfg).callbacks) == followers
