@@ -296,7 +296,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.average_last", lambda v: v >= 0, ">= 0 (0: the best checkpoint by select_by)"),
     ("trainer.val_every_n_epochs", lambda v: v >= 1, ">= 1"),
     ("trainer.log_every_n_steps", lambda v: v >= 1, ">= 1"),
-    ("trainer.threads", lambda v: v >= 0, ">= 0 (0: the cores idle at start)"),
+    ("trainer.threads", lambda v: v >= 0, ">= 0 (0: one per idle core, followed while training)"),
 ]
 
 

@@ -10,8 +10,8 @@ core while the other spins: training ran at 0.33 of its idle rate where one free
   (``/proc/stat`` sampled over :data:`SAMPLE_SECONDS`, else the load average), within the CPUs this process
   may run on (affinity, a cgroup v2 CPU quota, ``OMP_NUM_THREADS``), one thread per physical core at most.
 - :class:`ThreadRetuner` chooses again while training runs, from the CPU time other processes took over the
-  last :data:`RETUNE_SECONDS` (``/proc/stat`` less this process's own ticks and its children's, the data
-  loader's workers), so contention that starts or ends after the start is followed.
+  last :data:`RETUNE_SECONDS` (``/proc/stat`` less the ticks of this process and its data loader's
+  workers), so contention that starts or ends after the start is followed.
 - :func:`passive_openmp` makes waiting OpenMP threads sleep instead of spin. The runtime reads its
   environment once, when torch loads it: call it before ``import torch``.
 """
@@ -32,6 +32,7 @@ SYS_CPU = Path("/sys/devices/system/cpu")
 SAMPLE_SECONDS = (
     0.3  # long enough for 30 clock ticks a CPU at the usual 100 Hz, short beside any training run
 )
+LOADER_NAME = "pt_data_worker"  # the name torch's DataLoader gives its worker processes
 RETUNE_SECONDS = 5.0  # between samples while training: a busy core costs at most this long at the wrong count
 # A core counts when this much short of free: 1.7 idle cores of 2 give 2 threads, 1.6 give 1. A thread on a
 # core that another process keeps half busy stalls the whole pool at every region: half a core is no thread.
@@ -155,33 +156,35 @@ def choose_threads(requested: int, seconds: float = SAMPLE_SECONDS) -> int:
     return threads_for(measure_idle(cpus, seconds), len(cpus), cores, ceiling)
 
 
-def parse_pid_stat(text: str) -> tuple[int, int]:
-    """(parent pid, CPU ticks) from the text of ``/proc/<pid>/stat``: user and system time, its own and
-    that of the children it has waited for. The command name may hold spaces and parentheses."""
+def parse_pid_stat(text: str) -> tuple[str, int, int]:
+    """(command name, parent pid, CPU ticks) from the text of ``/proc/<pid>/stat``: the ticks are user and
+    system time, its own and that of the children it has waited for. The name may hold spaces and
+    parentheses."""
+    name = text[text.index("(") + 1 : text.rindex(")")]
     fields = text[text.rindex(")") + 2 :].split()  # from field 3, the state
-    return int(fields[1]), sum(int(v) for v in fields[11:15])  # fields 4 (ppid) and 14-17
+    return name, int(fields[1]), sum(int(v) for v in fields[11:15])  # fields 4 (ppid) and 14-17
 
 
 def tree_ticks(pid: int, proc: Path = PROC) -> int:
-    """CPU ticks used so far by process ``pid`` and its live descendants (a data loader's workers)."""
-    parents: dict[int, int] = {}
-    ticks: dict[int, int] = {}
+    """CPU ticks used so far by process ``pid`` and its data loader workers (children named
+    :data:`LOADER_NAME`, and theirs). Other children, such as the other ranks of a DDP run on this machine,
+    count as other processes."""
+    stats: dict[int, tuple[str, int, int]] = {}
     for entry in proc.iterdir():
         if entry.name.isdigit():
             try:
-                parents[int(entry.name)], ticks[int(entry.name)] = parse_pid_stat(
-                    (entry / "stat").read_text()
-                )
+                stats[int(entry.name)] = parse_pid_stat((entry / "stat").read_text())
             except (OSError, ValueError):  # it ended while we looked
                 continue
-    children: dict[int, list[int]] = {}
-    for child, parent in parents.items():
-        children.setdefault(parent, []).append(child)
+    workers: dict[int, list[int]] = {}
+    for child, (name, parent, _) in stats.items():
+        if name == LOADER_NAME:
+            workers.setdefault(parent, []).append(child)
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
-        total += ticks.get(p, 0)
-        todo.extend(children.get(p, []))
+        total += stats[p][2] if p in stats else 0
+        todo.extend(workers.get(p, []))
     return total
 
 

@@ -158,20 +158,27 @@ def pid_stat(pid: int, ppid: int, utime: int, stime: int = 0, cutime: int = 0, c
     return f"{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 1200 0 0 0 {times} 20 0 3 0 8\n"
 
 
-def test_parse_pid_stat_takes_the_parent_and_all_four_times_past_an_odd_command_name():
-    assert threads.parse_pid_stat(pid_stat(7, 3, utime=50, stime=7, cutime=11)) == (3, 68)
-    assert threads.parse_pid_stat(pid_stat(7, 3, utime=50, comm="pt_data_worker) (1 2")) == (3, 50)
+def test_parse_pid_stat_takes_the_name_parent_and_all_four_times_past_an_odd_name():
+    assert threads.parse_pid_stat(pid_stat(7, 3, utime=50, stime=7, cutime=11)) == ("python", 3, 68)
+    assert threads.parse_pid_stat(pid_stat(7, 3, utime=50, comm="a) (1 2")) == ("a) (1 2", 3, 50)
 
 
-def test_tree_ticks_counts_a_process_and_its_descendants_only(tmp_path):
-    tree = {100: (1, 40), 101: (100, 30), 102: (101, 20), 200: (1, 1000), 201: (200, 500)}
-    for pid, (ppid, utime) in tree.items():
+def test_tree_ticks_counts_a_process_and_its_loader_workers_only(tmp_path):
+    tree = {
+        100: (1, 40, "python"),
+        101: (100, 30, threads.LOADER_NAME),
+        102: (101, 20, threads.LOADER_NAME),
+        103: (100, 500, "python"),  # another DDP rank, launched by this one
+        104: (103, 7, threads.LOADER_NAME),  # that rank's worker
+        200: (1, 1000, "python"),
+    }
+    for pid, (ppid, utime, name) in tree.items():
         (tmp_path / str(pid)).mkdir()
-        (tmp_path / str(pid) / "stat").write_text(pid_stat(pid, ppid, utime, stime=1))
+        (tmp_path / str(pid) / "stat").write_text(pid_stat(pid, ppid, utime, stime=1, comm=name))
     (tmp_path / "self").mkdir()  # not a pid
     (tmp_path / "300").mkdir()  # ended between the listing and the read: no stat file
     assert threads.tree_ticks(100, tmp_path) == 40 + 30 + 20 + 3
-    assert threads.tree_ticks(101, tmp_path) == 30 + 20 + 2
+    assert threads.tree_ticks(103, tmp_path) == 500 + 7 + 2
     assert threads.tree_ticks(999, tmp_path) == 0
 
 
