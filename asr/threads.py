@@ -190,7 +190,7 @@ def tree_ticks(pid: int, proc: Path = PROC) -> int:
 
 def busy_elsewhere(before: CpuTimes, after: CpuTimes, own_ticks: int, cpus: Collection[int]) -> float:
     """CPUs' worth of time that other processes took among ``cpus`` between two ``/proc/stat`` samples,
-    given the ``own_ticks`` this process tree used meanwhile: 0 up to ``len(cpus)``."""
+    given the ``own_ticks`` that this process and its loader workers used meanwhile: 0 up to ``len(cpus)``."""
     shared = [c for c in cpus if c in before and c in after]
     elapsed = sum(after[c][1] - before[c][1] for c in shared) / max(len(shared), 1)
     if elapsed <= 0:
@@ -218,7 +218,7 @@ class ThreadRetuner:
         self.last = self.sample()
 
     def sample(self) -> tuple[float, CpuTimes, int] | None:
-        """(monotonic time, ``/proc/stat``, this process tree's ticks), None without ``/proc``."""
+        """(monotonic time, ``/proc/stat``, :func:`tree_ticks` of this process), None without ``/proc``."""
         try:
             return time.monotonic(), parse_proc_stat(PROC_STAT.read_text()), tree_ticks(os.getpid())
         except OSError:

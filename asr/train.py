@@ -302,7 +302,7 @@ class AudioThroughput(pl.Callback):
 class FollowFreeCores(pl.Callback):
     """For ``trainer.threads=0``: sets the intra-op thread count between training steps to the cores other
     processes left free over the last few seconds (:class:`asr.threads.ThreadRetuner`), so that a process
-    which starts or ends during training costs this one at most a few seconds at the wrong count."""
+    which starts or ends during training costs this one about one poll interval at the wrong count."""
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.retuner = ThreadRetuner(torch.get_num_threads())
