@@ -228,15 +228,22 @@ def measure(step, batches: list, audio_seconds: list[float]) -> float:
     return statistics.median(speeds)
 
 
-def cycled_rate(step, batches: list, audio_seconds: list[float], steps: int) -> float:
+def cycled_rate(
+    step, batches: list, audio_seconds: list[float], steps: int, warmed=None, after_step=None
+) -> float:
     """Audio-seconds per second of ``step(batch)`` over ``steps`` steps cycling through ``batches``, after
-    one untimed pass over them."""
+    one untimed pass over them. ``warmed()``, if given, runs after that pass; ``after_step(i)`` after each
+    timed step ``i`` (from 1), inside the timing."""
     for batch in batches:
         step(batch)
+    if warmed is not None:
+        warmed()
     total, start = 0.0, time.perf_counter()
     for i in range(steps):
         step(batches[i % len(batches)])
         total += audio_seconds[i % len(batches)]
+        if after_step is not None:
+            after_step(i + 1)
     return total / (time.perf_counter() - start)
 
 

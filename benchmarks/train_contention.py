@@ -65,7 +65,8 @@ SPIN = "while True: pass"  # one busy core, single-threaded
 def variant_run(run: dict) -> dict:
     """One variant in this (fresh) process: the threads it trained with and its rate in audio-s/s.
 
-    ``run``: variant, config, manifest, batches, budget, precision, steps.
+    ``run``: variant, config, manifest, batches, budget, precision, steps, and the paths of the files by
+    which the ``late`` and ``ended`` variants hand over with their parent (warm, go).
     """
     kind, _, policy = run["variant"].partition("-")
     if policy == "passive":
@@ -90,20 +91,23 @@ def variant_run(run: dict) -> dict:
     if kind not in CHANGING:
         rate = cycled_rate(step, batches, audio, run["steps"])
         return {"threads": str(torch.get_num_threads()), "rate": rate}
-    for batch in batches:  # warm-up, then the parent starts or stops the busy process
-        step(batch)
-    Path(run["warm"]).touch()
-    while not Path(run["go"]).exists():
-        time.sleep(0.05)
-    retuner = ThreadRetuner(torch.get_num_threads()) if policy == "follow" else None
-    counts, total, start = str(torch.get_num_threads()), 0.0, time.perf_counter()
-    for i in range(run["steps"]):
-        step(batches[i % len(batches)])
-        total += audio[i % len(batches)]
-        if retuner is not None and (threads := retuner.poll()) is not None:
+    retuner: list[ThreadRetuner] = []
+    counts = [str(torch.get_num_threads())]
+
+    def warmed() -> None:  # the parent now starts or stops the busy process
+        Path(run["warm"]).touch()
+        while not Path(run["go"]).exists():
+            time.sleep(0.05)
+        if policy == "follow":
+            retuner.append(ThreadRetuner(torch.get_num_threads()))
+
+    def after_step(i: int) -> None:
+        if retuner and (threads := retuner[0].poll()) is not None:
             torch.set_num_threads(threads)
-            counts += f">{threads}@{i + 1}"
-    return {"threads": counts, "rate": total / (time.perf_counter() - start)}
+            counts.append(f"{threads}@{i}")
+
+    rate = cycled_rate(step, batches, audio, run["steps"], warmed, after_step)
+    return {"threads": ">".join(counts), "rate": rate}
 
 
 def wait_for(path: Path, child: subprocess.Popen) -> None:
