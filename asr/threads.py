@@ -128,7 +128,7 @@ def measure_idle(cpus: Collection[int], seconds: float = SAMPLE_SECONDS) -> floa
     return idle_cpus(before, after, cpus)
 
 
-def thread_ceiling(cpus: Collection[int], cores: int) -> int:
+def thread_ceiling(cores: int) -> int:
     """The most threads worth running: the physical ``cores``, within a cgroup CPU quota and
     ``OMP_NUM_THREADS``; at least 1."""
     ceiling = cores
@@ -150,7 +150,7 @@ def choose_threads(requested: int, seconds: float = SAMPLE_SECONDS) -> int:
         return requested
     cpus = allowed_cpus()
     cores = physical_cores(cpus)
-    ceiling = thread_ceiling(cpus, cores)
+    ceiling = thread_ceiling(cores)
     if ceiling == 1:
         return 1
     return threads_for(measure_idle(cpus, seconds), len(cpus), cores, ceiling)
@@ -192,11 +192,11 @@ def busy_elsewhere(before: CpuTimes, after: CpuTimes, own_ticks: int, cpus: Coll
     """CPUs' worth of time that other processes took among ``cpus`` between two ``/proc/stat`` samples,
     given the ``own_ticks`` that this process and its loader workers used meanwhile: 0 up to ``len(cpus)``."""
     shared = [c for c in cpus if c in before and c in after]
-    elapsed = sum(after[c][1] - before[c][1] for c in shared) / max(len(shared), 1)
+    elapsed = sum(after[c][1] - before[c][1] for c in shared) / max(len(shared), 1)  # ticks a CPU
     if elapsed <= 0:
         return 0.0
-    busy = len(shared) * elapsed - sum(after[c][0] - before[c][0] for c in shared)
-    return min(float(len(cpus)), max(0.0, (busy - own_ticks) / elapsed))
+    busy = len(shared) - idle_cpus(before, after, shared)
+    return min(float(len(cpus)), max(0.0, busy - own_ticks / elapsed))
 
 
 class ThreadRetuner:
@@ -212,7 +212,7 @@ class ThreadRetuner:
         self.interval = interval
         self.cpus = allowed_cpus()
         self.cores = physical_cores(self.cpus)
-        self.ceiling = thread_ceiling(self.cpus, self.cores)
+        self.ceiling = thread_ceiling(self.cores)
         self.elsewhere = 0.0  # CPUs' worth of time other processes took over the last window
         self.window = 0.0  # seconds between the last two samples
         self.last = self.sample()
