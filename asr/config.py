@@ -70,7 +70,8 @@ class DataConfig:
 class AuxCTCConfig:
     """A character CTC loss on a lower layer's output beside the main loss: hierarchical CTC (Sanabria and
     Metze 2018) under a piece model, intermediate CTC (Lee and Watanabe 2021) under a character one. For
-    training only: its output layer is not part of the model file."""
+    training only: its output layer is not part of the model file, but for self-conditioned CTC
+    (``model.condition_layer``), whose posteriors at that layer the model itself uses."""
 
     layer: int = 0  # the RNN layer (1 to model.num_layers - 1) whose output it reads; 0: off
     weight: float = 0.3  # the training loss is (1 - weight) * main CTC + weight * this one
@@ -325,6 +326,13 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"aux_ctc.layer={cfg.aux_ctc.layer} must be below model.num_layers={cfg.model.num_layers} "
             "(the top layer has the main loss)"
+        )
+    condition = cfg.model.condition_layer
+    if condition and (cfg.aux_ctc.layer != condition or cfg.data.tokenizer != "char"):
+        raise ConfigError(
+            f"model.condition_layer={condition} needs aux_ctc.layer={condition} (got {cfg.aux_ctc.layer}) "
+            f"and data.tokenizer=char (got {cfg.data.tokenizer}): the intermediate loss is taken on that "
+            "layer's posteriors over the model's own units"
         )
     reduce = cfg.model.reduce_after
     if reduce and cfg.aux_ctc.layer > reduce and cfg.data.tokenizer != "char":

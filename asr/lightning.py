@@ -123,7 +123,9 @@ class CTCModule(pl.LightningModule):
 
     With ``aux_ctc.layer`` set, a second CTC loss reads that layer's output through its own output layer
     (``aux_output``, kept in training checkpoints, not in the model file), over ``aux_tokenizer``'s units:
-    characters under a piece model (train.py passes them), the model's own units when none is given.
+    characters under a piece model (train.py passes them), the model's own units when none is given. With
+    ``model.condition_layer`` (self-conditioned CTC) the loss is taken on the encoder's own posteriors at that
+    layer instead, which the layers above read and the model file keeps.
     """
 
     def __init__(self, recognizer: Recognizer, cfg: Config, aux_tokenizer: Tokenizer | None = None) -> None:
@@ -131,7 +133,7 @@ class CTCModule(pl.LightningModule):
         self.recognizer = recognizer
         self.cfg = cfg
         self.aux_tokenizer = aux_tokenizer
-        if cfg.aux_ctc.layer:
+        if cfg.aux_ctc.layer and not cfg.model.condition_layer:
             width = recognizer.encoder.output.in_features
             vocab = (aux_tokenizer or recognizer.tokenizer).vocab_size
             self.aux_output = nn.Linear(width, vocab)
@@ -150,9 +152,9 @@ class CTCModule(pl.LightningModule):
     def forward(self, waves: Tensor, wave_lens: Tensor) -> tuple[Tensor, Tensor]:
         return self.recognizer(waves, wave_lens)
 
-    def _encode(self, batch: Batch, train: bool) -> tuple[list[Tensor], list[Tensor]]:
+    def _encode(self, batch: Batch, train: bool) -> tuple[list[Tensor], list[Tensor], Tensor | None]:
         """Features (+speed perturbation and, from ``specaug.start_step``, VTLP and SpecAugment when
-        training), then every encoder layer's output (B, T', D) and its lengths (B,)."""
+        training), then :meth:`asr.model.Encoder.layer_outputs`."""
         waves, wave_lens = batch.waves, batch.wave_lens  # (B, S)
         if train:
             waves, wave_lens = change_speed(waves, wave_lens, batch.speed)
@@ -166,13 +168,14 @@ class CTCModule(pl.LightningModule):
 
     def _shared_step(
         self, batch: Batch, train: bool
-    ) -> tuple[tuple[Tensor, Tensor], Tensor, Tensor, list[Tensor], list[Tensor]]:
-        """The encoder's CTC loss (:func:`ctc_loss_sum`), log_probs (B, T', V), out_lens (B,), and every
-        layer's output and lengths (for the auxiliary loss)."""
-        outputs, lens = self._encode(batch, train)
+    ) -> tuple[tuple[Tensor, Tensor], Tensor, Tensor, tuple[list[Tensor], list[Tensor], Tensor | None]]:
+        """The encoder's CTC loss (:func:`ctc_loss_sum`), log_probs (B, T', V), out_lens (B,), and
+        :meth:`asr.model.Encoder.layer_outputs` (for the auxiliary loss)."""
+        encoded = self._encode(batch, train)
+        outputs, lens, _ = encoded
         log_probs = self.recognizer.encoder.log_probs(outputs[-1])  # (B, T', V)
         loss = ctc_loss_sum(log_probs, lens[-1], batch.targets, batch.target_lens)
-        return loss, log_probs, lens[-1], outputs, lens
+        return loss, log_probs, lens[-1], encoded
 
     def _aux_targets(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """The batch's targets in the auxiliary loss's units: (B, L) zero-padded, lengths (B,)."""
@@ -186,15 +189,15 @@ class CTCModule(pl.LightningModule):
         """The training loss of a non-empty batch, with the training augmentation: CTC per target token, or
         its mix with the auxiliary CTC loss (``aux_ctc``), less ``optim.confidence_penalty`` times the top
         CTC's mean frame entropy (:func:`mean_frame_entropy`)."""
-        ctc, log_probs, out_lens, outputs, lens = self._shared_step(batch, train=True)
+        ctc, log_probs, out_lens, (outputs, lens, inter) = self._shared_step(batch, train=True)
         loss = per_token(*ctc)
         aux = self.cfg.aux_ctc
         if aux.layer:
-            hidden = self.recognizer.encoder.dropout(outputs[aux.layer - 1])
-            aux_log_probs = F.log_softmax(self.aux_output(hidden).float(), dim=-1)
+            if inter is None:
+                hidden = self.recognizer.encoder.dropout(outputs[aux.layer - 1])
+                inter = F.log_softmax(self.aux_output(hidden).float(), dim=-1)
             targets, target_lens = self._aux_targets(batch)
-            aux_lens = lens[aux.layer - 1]
-            aux_loss = per_token(*ctc_loss_sum(aux_log_probs, aux_lens, targets, target_lens))
+            aux_loss = per_token(*ctc_loss_sum(inter, lens[aux.layer - 1], targets, target_lens))
             loss = (1 - aux.weight) * loss + aux.weight * aux_loss
         penalty = self.cfg.optim.confidence_penalty
         if penalty:
@@ -282,7 +285,7 @@ class CTCModule(pl.LightningModule):
     def _eval_step(self, batch: Batch) -> None:
         if not len(batch):
             return
-        (loss, tokens), log_probs, out_lens, _, _ = self._shared_step(batch, train=False)
+        (loss, tokens), log_probs, out_lens, _ = self._shared_step(batch, train=False)
         self._eval_loss += torch.stack([loss.double(), tokens.double()]).cpu()
         hyps = [self.recognizer.tokenizer.decode(ids) for ids in greedy_ids(log_probs, out_lens)]
         self._eval_counts = self._eval_counts + score(batch.texts, hyps)[0]

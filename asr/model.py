@@ -128,23 +128,32 @@ class Encoder(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(n) if cfg.layer_norm else nn.Identity() for n in inputs)
         self.dropout = nn.Dropout(cfg.dropout)
         self.output = nn.Linear(layer_out, vocab_size)
+        if cfg.condition_layer:  # self-conditioned CTC: the layer's own posteriors, mapped back to its width
+            self.inter_output = nn.Linear(layer_out, vocab_size)
+            self.condition = nn.Linear(vocab_size, layer_out)
 
     def output_length(self, feat_lens: Tensor | int) -> Tensor | int:
         lens = conv_output_length(feat_lens, self.subsampling.num_convs)
         return lens // 2 if self.cfg.reduce_after else lens
 
-    def layer_outputs(self, feats: Tensor, feat_lens: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    def layer_outputs(
+        self, feats: Tensor, feat_lens: Tensor
+    ) -> tuple[list[Tensor], list[Tensor], Tensor | None]:
         """feats (B, T, F), feat_lens (B,) -> each RNN layer's output (B, T', D), after its projection, and
-        its lengths (B,) (halved above ``model.reduce_after``)."""
+        its lengths (B,) (halved above ``model.reduce_after``); with ``model.condition_layer``, that layer's
+        CTC log-probabilities (B, T', V) float32 (else None), whose posteriors its output carries upward."""
         x, lens = self.subsampling(feats, feat_lens)  # (B, T', D)
-        outputs, out_lens = [], []
+        outputs, out_lens, inter = [], [], None
         for i, (norm, rnn, proj) in enumerate(zip(self.norms, self.rnns, self.projections)):
             if i and i == self.cfg.reduce_after:
                 x, lens = stack_pairs(x, lens)  # (B, T' / 2, 2D)
             x = proj(rnn(self.dropout(norm(x)), lens))  # (B, T', D)
             outputs.append(x)
             out_lens.append(lens)
-        return outputs, out_lens
+            if i + 1 == self.cfg.condition_layer:
+                inter = F.log_softmax(self.inter_output(self.dropout(x)).float(), dim=-1)
+                x = x + self.condition(inter.exp().to(x.dtype))
+        return outputs, out_lens, inter
 
     def log_probs(self, x: Tensor) -> Tensor:
         """The top layer's output (B, T', D) -> CTC log-probabilities (B, T', V), float32."""
@@ -152,7 +161,7 @@ class Encoder(nn.Module):
 
     def forward(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
         """feats (B, T, F), feat_lens (B,) -> log_probs (B, T', V) float32, out_lens (B,)."""
-        outputs, lens = self.layer_outputs(feats, feat_lens)
+        outputs, lens, _ = self.layer_outputs(feats, feat_lens)
         return self.log_probs(outputs[-1]), lens[-1]
 
 

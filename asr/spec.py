@@ -49,9 +49,13 @@ class ModelConfig:
     # Pyramidal: after this many RNN layers (0: never), pairs of frames are concatenated, so the layers above
     # run at half the frame rate (Listen, Attend and Spell's pyramidal BiLSTM)
     reduce_after: int = 0
+    # Self-conditioned CTC (Nozaki and Komatsu 2021): after this RNN layer (0: never), the layer's own CTC
+    # posteriors over the model's units, through a linear map, are added to its output before the next layer
+    # reads it. Training's intermediate CTC loss (aux_ctc.layer, the same layer) is taken on those posteriors.
+    condition_layer: int = 0
 
     # absent from older model files: the default
-    LATER: ClassVar[frozenset[str]] = frozenset({"layer_norm", "reduce_after"})
+    LATER: ClassVar[frozenset[str]] = frozenset({"layer_norm", "reduce_after", "condition_layer"})
 
     @property
     def frame_factor(self) -> int:
@@ -135,15 +139,16 @@ def check_model(cfg: ModelConfig, n_mels: int, section: str = "model") -> None:
         raise ConfigError(
             f"{section}.projection must be 0 (none) or a positive integer, got {cfg.projection!r}"
         )
+    for name in ("reduce_after", "condition_layer"):
+        layer = getattr(cfg, name)
+        if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < cfg.num_layers:
+            raise ConfigError(
+                f"{section}.{name} must be 0 (never) or a layer below the top one of "
+                f"{section}.num_layers={cfg.num_layers}, got {layer!r}"
+            )
     for name in ("bidirectional", "layer_norm"):
         if not isinstance(getattr(cfg, name), bool):
             raise ConfigError(f"{section}.{name} must be true or false, got {getattr(cfg, name)!r}")
-    reduce = cfg.reduce_after
-    if not isinstance(reduce, int) or isinstance(reduce, bool) or not 0 <= reduce < cfg.num_layers:
-        raise ConfigError(
-            f"{section}.reduce_after must be 0 (never) or a layer below the top one of "
-            f"{section}.num_layers={cfg.num_layers}, got {reduce!r}"
-        )
     dropout = cfg.dropout
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ConfigError(f"{section}.dropout must lie in [0, 1), got {dropout!r}")

@@ -32,6 +32,7 @@ def test_defaults_yaml_and_overrides(tmp_path):
         ["trainer.precision=16-mixed", "trainer.accelerator=cpu"],
         ["data.tokenizer=sentencepiece", "model.num_layers=4", "model.reduce_after=2", "aux_ctc.layer=2"],
         ["model.num_layers=4", "model.reduce_after=2", "aux_ctc.layer=3"],  # characters on both: same units
+        ["model.num_layers=4", "model.condition_layer=2", "aux_ctc.layer=2"],
     ],
 )
 def test_valid_edge_values_accepted(overrides):
@@ -106,6 +107,11 @@ INVALID = [
     (
         ["data.tokenizer=sentencepiece", "model.num_layers=4", "model.reduce_after=2", "aux_ctc.layer=3"],
         "aux_ctc.layer=3 is above model.reduce_after=2",
+    ),
+    (["model.condition_layer=1"], "model.condition_layer=1 needs aux_ctc.layer=1"),
+    (
+        ["data.tokenizer=sentencepiece", "model.condition_layer=1", "aux_ctc.layer=1"],
+        "and data.tokenizer=char",
     ),
     (["aux_ctc.weight=0"], "aux_ctc.weight"),
     (["aux_ctc.weight=1"], "aux_ctc.weight"),

@@ -292,7 +292,7 @@ def test_auxiliary_ctc_mixes_the_lower_layers_loss_with_the_top_ones(reduce_afte
     batch = _batch(tok, False)
     total = module.train_loss(batch)
     feats, feat_lens = module.recognizer.frontend(batch.waves, batch.wave_lens)
-    outputs, out_lens = module.recognizer.encoder.layer_outputs(feats, feat_lens)
+    outputs, out_lens, _ = module.recognizer.encoder.layer_outputs(feats, feat_lens)
     assert out_lens[1].tolist() == [n // 2 if reduce_after else n for n in out_lens[0].tolist()]
     log_probs = torch.log_softmax(module.aux_output(outputs[0]), dim=-1).transpose(0, 1)
     aux = torch.nn.functional.ctc_loss(
@@ -303,6 +303,35 @@ def test_auxiliary_ctc_mixes_the_lower_layers_loss_with_the_top_ones(reduce_afte
     total.backward()
     assert module.aux_output.weight.grad.abs().sum() > 0
     assert not any(k.startswith("aux_output") for k in module.recognizer.state_dict())  # not in the model
+
+
+def test_self_conditioned_ctc_takes_the_intermediate_loss_on_the_encoders_own_posteriors():
+    """With model.condition_layer the intermediate loss reads the encoder's conditioning posteriors, which
+    the model file keeps, and there is no separate training-only output layer."""
+    tok = CharTokenizer.english()
+    cfg = _aux_cfg()
+    cfg.model.condition_layer = 1
+    module = _module(cfg, tok)
+    assert not hasattr(module, "aux_output")
+    batch = _batch(tok, False)
+    total = module.train_loss(batch)
+    encoder = module.recognizer.encoder
+    feats, feat_lens = module.recognizer.frontend(batch.waves, batch.wave_lens)
+    outputs, out_lens, inter = encoder.layer_outputs(feats, feat_lens)
+    top = torch.nn.functional.ctc_loss(
+        encoder.log_probs(outputs[1]).transpose(0, 1),
+        batch.targets,
+        out_lens[1],
+        batch.target_lens,
+        reduction="sum",
+    )
+    aux = torch.nn.functional.ctc_loss(
+        inter.transpose(0, 1), batch.targets, out_lens[0], batch.target_lens, reduction="sum"
+    )
+    torch.testing.assert_close(total, (0.75 * top + 0.25 * aux) / batch.target_lens.sum())
+    total.backward()
+    assert encoder.inter_output.weight.grad.abs().sum() > 0 and encoder.condition.weight.grad.abs().sum() > 0
+    assert {"encoder.inter_output.weight", "encoder.condition.weight"} <= set(module.recognizer.state_dict())
 
 
 def test_auxiliary_ctc_under_pieces_spells_the_text_in_characters(tmp_path):

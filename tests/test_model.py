@@ -25,9 +25,12 @@ def test_stack_pairs_concatenates_frame_pairs_and_drops_an_odd_last_frame():
 
 @pytest.mark.parametrize("rnn_type", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize(
-    "projection, layer_norm, reduce_after", [(0, False, 0), (24, False, 0), (0, True, 0), (24, True, 1)]
+    "projection, layer_norm, reduce_after, condition_layer",
+    [(0, False, 0, 0), (24, False, 0, 1), (0, True, 0, 0), (24, True, 1, 1)],
 )
-def test_padded_batch_equals_items_one_at_a_time(rnn_type, projection, layer_norm, reduce_after):
+def test_padded_batch_equals_items_one_at_a_time(
+    rnn_type, projection, layer_norm, reduce_after, condition_layer
+):
     torch.manual_seed(0)
     cfg = ModelConfig(
         rnn_type=rnn_type,
@@ -37,6 +40,7 @@ def test_padded_batch_equals_items_one_at_a_time(rnn_type, projection, layer_nor
         projection=projection,
         layer_norm=layer_norm,
         reduce_after=reduce_after,
+        condition_layer=condition_layer,
     )
     enc = Encoder(cfg, n_mels=20, vocab_size=7).eval()
     lens = torch.tensor([50, 33, 20])
@@ -70,6 +74,23 @@ def test_layer_norm_before_each_layer_only_when_asked():
         f"norms.{i}.{p}" for i in range(2) for p in ("bias", "weight")
     ]
     assert count_parameters(normed) - count_parameters(plain) == 2 * 2 * 16  # gain and bias, width 2 x 8
+
+
+def test_self_conditioning_adds_the_layers_mapped_posteriors_to_what_the_next_layer_reads():
+    """Self-conditioned CTC: layer 3 reads layer 2's output plus a linear map of layer 2's own CTC
+    posteriors; layer_outputs gives those log-probabilities and layer 2's output before the sum."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(hidden_size=8, num_layers=3, conv_channels=2, condition_layer=2, dropout=0.0)
+    enc = Encoder(cfg, 16, 5).eval()
+    feats, lens = torch.randn(2, 40, 16), torch.tensor([40, 29])
+    outputs, out_lens, inter = enc.layer_outputs(feats, lens)
+    torch.testing.assert_close(inter, torch.log_softmax(enc.inter_output(outputs[1]), dim=-1))
+    conditioned = outputs[1] + enc.condition(inter.exp())
+    torch.testing.assert_close(outputs[2], enc.rnns[2](conditioned, out_lens[1]))
+    assert not torch.allclose(outputs[2], enc.rnns[2](outputs[1], out_lens[1]))
+    plain = Encoder(ModelConfig(hidden_size=8, num_layers=3, conv_channels=2), 16, 5)
+    assert plain.layer_outputs(feats, lens)[2] is None
+    assert count_parameters(enc) - count_parameters(plain) == (16 * 5 + 5) + (5 * 16 + 16)
 
 
 def test_lstm_forget_gates_start_open_and_other_gates_keep_torch_init():

@@ -55,13 +55,13 @@ def test_log_probs_match_torch_at_every_length(exported, corpus):
     _assert_same_log_probs(transcriber, onnx, _waves(corpus))
 
 
-def test_layer_norm_and_pyramidal_reduction_export(exported, corpus, tmp_path):
-    """An encoder with LayerNorm before each layer (random gains and biases) and its top layer at half the
-    frame rate runs the same in onnxruntime, at every length."""
+def test_layer_norm_pyramidal_reduction_and_self_conditioning_export(exported, corpus, tmp_path):
+    """An encoder with LayerNorm before each layer (random gains and biases), its top layer at half the
+    frame rate and reading layer 1's self-conditioning posteriors runs the same in onnxruntime, at every
+    length."""
     spec = exported[0].spec
-    spec = dataclasses.replace(
-        spec, model=dataclasses.replace(spec.model, num_layers=2, layer_norm=True, reduce_after=1)
-    )
+    model = dataclasses.replace(spec.model, num_layers=2, layer_norm=True, reduce_after=1, condition_layer=1)
+    spec = dataclasses.replace(spec, model=model)
     torch.manual_seed(0)
     recognizer = Recognizer(spec)
     with torch.no_grad():
@@ -70,6 +70,7 @@ def test_layer_norm_and_pyramidal_reduction_export(exported, corpus, tmp_path):
             norm.bias.uniform_(-0.5, 0.5)
     onnx = OnnxRecognizer(export_onnx(recognizer, tmp_path / "normed.onnx"))
     assert onnx.spec.model.layer_norm is True and onnx.spec.model.reduce_after == 1
+    assert onnx.spec.model.condition_layer == 1
     _assert_same_log_probs(Transcriber(recognizer), onnx, _waves(corpus)[-4:])
 
 

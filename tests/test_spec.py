@@ -55,6 +55,8 @@ def test_bad_feature_settings(change, message):
         ),
         ({"reduce_after": -1}, "model.reduce_after must be 0"),
         ({"reduce_after": True}, "model.reduce_after must be 0"),
+        ({"condition_layer": 3}, r"model.condition_layer must be 0 \(never\) or a layer below the top one"),
+        ({"condition_layer": -1}, "model.condition_layer must be 0"),
     ],
 )
 def test_bad_model_settings(change, message):
