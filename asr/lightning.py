@@ -194,8 +194,7 @@ class CTCModule(pl.LightningModule):
         aux = self.cfg.aux_ctc
         if aux.layer:
             if inter is None:
-                hidden = self.recognizer.encoder.dropout(outputs[aux.layer - 1])
-                inter = F.log_softmax(self.aux_output(hidden).float(), dim=-1)
+                inter = self.recognizer.encoder.log_probs(outputs[aux.layer - 1], self.aux_output)
             targets, target_lens = self._aux_targets(batch)
             aux_loss = per_token(*ctc_loss_sum(inter, lens[aux.layer - 1], targets, target_lens))
             loss = (1 - aux.weight) * loss + aux.weight * aux_loss

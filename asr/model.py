@@ -151,13 +151,14 @@ class Encoder(nn.Module):
             outputs.append(x)
             out_lens.append(lens)
             if i + 1 == self.cfg.condition_layer:
-                inter = F.log_softmax(self.inter_output(self.dropout(x)).float(), dim=-1)
+                inter = self.log_probs(x, self.inter_output)
                 x = x + self.condition(inter.exp().to(x.dtype))
         return outputs, out_lens, inter
 
-    def log_probs(self, x: Tensor) -> Tensor:
-        """The top layer's output (B, T', D) -> CTC log-probabilities (B, T', V), float32."""
-        return F.log_softmax(self.output(self.dropout(x)).float(), dim=-1)
+    def log_probs(self, x: Tensor, output: nn.Linear | None = None) -> Tensor:
+        """A layer's output (B, T', D), the top one's by default -> CTC log-probabilities (B, T', V), float32,
+        through ``output`` (the model's output layer by default)."""
+        return F.log_softmax((output or self.output)(self.dropout(x)).float(), dim=-1)
 
     def forward(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
         """feats (B, T, F), feat_lens (B,) -> log_probs (B, T', V) float32, out_lens (B,)."""
