@@ -3,6 +3,12 @@
 The model runs once over the dev set (:meth:`asr.inference.Transcriber.emit`); every grid point then only
 decodes those log-probabilities again, in a :class:`asr.decoding.DecodePool`. ``tools/tune_lm.py`` and the
 recipes (:mod:`asr.recipe`) both tune here.
+
+The pair chosen is the one whose neighbourhood in the grid (itself and the pairs next to it on either axis,
+diagonals included) has the lowest mean WER, not the single lowest point: on a dev set of a few hundred words
+one or two lucky words decide the single lowest point, and it can sit at the grid's edge. Tuned on AN4's
+dev set, five models' picks made 184 test word errors by this rule and 203 by the lowest point
+(benchmarks/RESULTS.md, twenty-eighth session).
 """
 
 from __future__ import annotations
@@ -45,8 +51,8 @@ def tune_lm(
     lm_weights: Sequence[float] = LM_WEIGHTS,
     word_scores: Sequence[float] = WORD_SCORES,
 ) -> Tuned:
-    """Decode ``emitted`` with ``base`` at every (lm_weight, word_score), LM weights outer; the best pair has
-    the lowest WER, then the lowest CER (the first of ties). Raises DataError when nothing was readable."""
+    """Decode ``emitted`` with ``base`` at every (lm_weight, word_score), LM weights outer, and choose a pair
+    by :func:`choose`. Raises DataError when nothing was readable."""
     if not emitted.utterances:
         raise DataError("no readable utterance to tune the LM weights on")
     references = [u.text for u in emitted.utterances]
@@ -56,5 +62,22 @@ def tune_lm(
             config = dataclasses.replace(base, lm_weight=weight, word_score=word_score)
             hyps = [h[0].text if h else "" for h in pool.decode(config, emitted.emissions)]
             grid.append(GridPoint(weight, word_score, score(references, hyps)[0]))
-    best = min(grid, key=lambda p: (p.counts.wer, p.counts.cer))
+    best = choose(grid, len(word_scores))
     return Tuned(dataclasses.replace(base, lm_weight=best.lm_weight, word_score=best.word_score), best, grid)
+
+
+def choose(grid: Sequence[GridPoint], columns: int) -> GridPoint:
+    """The point of ``grid`` (rows of ``columns`` points) whose 3 x 3 neighbourhood, clipped at the edges, has
+    the fewest word errors on average; ties go to fewer word errors, then the lower CER, then the first."""
+    rows = len(grid) // columns
+
+    def key(index: int) -> tuple[float, int, float]:
+        row, column = divmod(index, columns)
+        near = [
+            grid[r * columns + c].counts.word_errors
+            for r in range(max(0, row - 1), min(rows, row + 2))
+            for c in range(max(0, column - 1), min(columns, column + 2))
+        ]
+        return sum(near) / len(near), grid[index].counts.word_errors, grid[index].counts.cer
+
+    return grid[min(range(len(grid)), key=key)]

@@ -12,8 +12,9 @@ from asr.errors import DataError, run_main
 from asr.inference import Emitted
 from asr.lm import build_arpa
 from asr.manifest import Utterance, read_manifest, write_manifest
+from asr.metrics import ErrorCounts
 from asr.text import CharTokenizer
-from asr.tuning import LM_WEIGHTS, WORD_SCORES, tune_lm
+from asr.tuning import LM_WEIGHTS, WORD_SCORES, GridPoint, choose, tune_lm
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("tune_lm_tool", ROOT / "tools" / "tune_lm.py")
@@ -46,6 +47,23 @@ def test_grid_search_finds_the_lm_weight_that_fixes_an_ambiguous_word(tmp_path):
     assert tuned.best == grid[2]  # the first of the tied best
     assert (tuned.decoder.lm_weight, tuned.decoder.word_score) == (2.0, 0.0)
     assert tuned.decoder.lm == base.lm and tuned.decoder.beam_size == 8
+
+
+def test_the_choice_is_the_middle_of_the_lowest_neighbourhood_not_a_lone_dip_at_the_edge():
+    errors = [[0, 6, 6, 6], [6, 2, 2, 2], [6, 2, 2, 2], [6, 2, 2, 2]]  # LM weights down, word scores across
+    grid = [
+        GridPoint(w, s, ErrorCounts(substitutions=e, words=100, char_errors=e, chars=400))
+        for w, row in enumerate(errors)
+        for s, e in enumerate(row)
+    ]
+    best = choose(grid, columns=4)
+    assert (best.lm_weight, best.word_score) == (2, 2)  # the first point whose neighbours all make 2 errors
+    assert min(grid, key=lambda p: p.counts.word_errors) == grid[0]  # what the lowest single point would be
+    flat = [
+        GridPoint(0, s, ErrorCounts(substitutions=1, words=10, char_errors=c, chars=40))
+        for s, c in [(0, 3), (1, 2), (2, 2)]
+    ]
+    assert choose(flat, columns=3) == flat[1]  # level neighbourhoods and WER: the lower CER, then the first
 
 
 def test_one_grid_for_the_tool_and_the_recipes():
