@@ -4,11 +4,12 @@ The model runs once over the dev set (:meth:`asr.inference.Transcriber.emit`); e
 decodes those log-probabilities again, in a :class:`asr.decoding.DecodePool`. ``tools/tune_lm.py`` and the
 recipes (:mod:`asr.recipe`) both tune here.
 
-The pair chosen is the one whose neighbourhood in the grid (itself and the pairs next to it on either axis,
-diagonals included) has the lowest mean WER, not the single lowest point: on a dev set of a few hundred words
-one or two lucky words decide the single lowest point, and it can sit at the grid's edge. Tuned on AN4's
-dev set, five models' picks made 184 test word errors by this rule and 203 by the lowest point
-(benchmarks/RESULTS.md, twenty-eighth session).
+The pair chosen is the one inside the grid whose neighbourhood (itself and the eight pairs around it) has
+the lowest mean WER, not the single lowest point: on a dev set of a few hundred words one or two lucky words
+decide the single lowest point, and it can sit at the grid's edge, past which nothing says the WER stays
+low. Tuned on AN4's dev set, seven models' picks made 277 test word errors by this rule, 291 when edge pairs
+could be chosen with their neighbourhoods clipped (the twenty-eighth session's rule, which chose a corner),
+and 302 by the lowest point (benchmarks/RESULTS.md, twenty-ninth session).
 """
 
 from __future__ import annotations
@@ -66,9 +67,15 @@ def tune_lm(
     return Tuned(dataclasses.replace(base, lm_weight=best.lm_weight, word_score=best.word_score), best, grid)
 
 
+def _inner(n: int) -> range:
+    """The positions along an axis of ``n`` values that have a neighbour on either side (all, when n < 3)."""
+    return range(1, n - 1) if n >= 3 else range(n)
+
+
 def choose(grid: Sequence[GridPoint], columns: int) -> GridPoint:
-    """The point of ``grid`` (rows of ``columns`` points) whose 3 x 3 neighbourhood, clipped at the edges, has
-    the fewest word errors on average; ties go to fewer word errors, then the lower CER, then the first."""
+    """The point of ``grid`` (rows of ``columns`` points), off its edges, whose 3 x 3 neighbourhood has the
+    fewest word errors on average; ties go to fewer word errors, then the lower CER, then the first. An axis
+    of fewer than 3 values has no inside: there every value is a candidate, its neighbourhood clipped."""
     rows = len(grid) // columns
 
     def key(index: int) -> tuple[float, int, float]:
@@ -80,4 +87,4 @@ def choose(grid: Sequence[GridPoint], columns: int) -> GridPoint:
         ]
         return sum(near) / len(near), grid[index].counts.word_errors, grid[index].counts.cer
 
-    return grid[min(range(len(grid)), key=key)]
+    return grid[min((r * columns + c for r in _inner(rows) for c in _inner(columns)), key=key)]

@@ -9,7 +9,7 @@ Usage:
 The model runs once over the manifest; its log-probabilities are then beam-decoded with every
 (lm_weight, word_score) pair, spread over --processes worker processes (asr.tuning, which the recipes use
 too; its grid is the default). Prints the corpus WER/CER of greedy decoding and of each pair, then the pair
-chosen: the middle of the grid's 3 x 3 neighbourhood with the lowest mean WER (asr.tuning.choose).
+chosen: the one off the grid's edges whose 3 x 3 neighbourhood has the lowest mean WER (asr.tuning.choose).
 Unreadable audio files are reported and left out (exit 1 at the end).
 A list starting with a negative value needs "=": --word-scores=-1,0,1.
 """
