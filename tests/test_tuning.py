@@ -89,8 +89,8 @@ def test_the_choice_is_never_on_the_grids_edge():
     ]
     best = choose(grid, columns=4)
     assert (best.lm_weight, best.word_score) == (2, 1)
-    two = grid[:2]  # one word score, two LM weights: no inside on either axis, so each point is a candidate
-    assert choose(two, columns=1) == grid[0]
+    column = grid[:2]  # read as two rows of one point: no inside on either axis, so both are candidates
+    assert choose(column, columns=1) == grid[0]  # level (19 errors each): the first
 
 
 def test_one_grid_for_the_tool_and_the_recipes():
